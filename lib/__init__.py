@@ -1,0 +1,1 @@
+"""Shared Spark code of the stock-market workspace: client, simulator, ingestion, rollup, quality, trends."""

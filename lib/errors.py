@@ -1,0 +1,39 @@
+"""Typed errors of the workspace; each message says what was wrong and what to do."""
+
+
+class WorkspaceError(Exception):
+    """Base class of every error this workspace raises on purpose."""
+
+
+class ConfigError(WorkspaceError, ValueError):
+    """A parameter or params file is invalid."""
+
+
+class DsFormatError(ConfigError):
+    """A date parameter is not YYYY-MM-DD."""
+
+
+class EnvironmentSetupError(WorkspaceError):
+    """Something the runtime needs (Java, a jar) is missing."""
+
+
+class PolygonError(WorkspaceError):
+    """The Polygon API answered in a way the run cannot continue from."""
+
+
+class PolygonAuthError(PolygonError):
+    """401 or 403: bad key or plan not entitled. Never retried."""
+
+
+class PolygonRequestFailed(PolygonError):
+    """A request still failed after its retries."""
+
+    def __init__(self, message: str, *, url_path: str, http_status: int | None, attempts: int):
+        super().__init__(message)
+        self.url_path = url_path
+        self.http_status = http_status
+        self.attempts = attempts
+
+
+class QualityGateError(WorkspaceError):
+    """One or more error-severity quality checks failed."""
