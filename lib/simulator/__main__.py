@@ -1,0 +1,71 @@
+"""Command line: python -m lib.simulator --host 127.0.0.1 --port 8765 [--tickers N] [--latency-ms L] [--seed S] [faults]."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from lib.simulator.faults import DEFECT_KINDS, FAULT_KINDS, Defects, FaultSettings
+from lib.simulator.server import ServerSettings, run
+
+
+def parse_args(argv: list[str] | None = None) -> ServerSettings:
+    parser = argparse.ArgumentParser(
+        prog="python -m lib.simulator",
+        description="A Polygon-compatible REST server with deterministic synthetic daily bars. "
+        "Accepts only $POLYGON_API_KEY when that is set, otherwise any non-empty key.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
+    parser.add_argument("--tickers", type=int, default=300, help="size of the ticker universe (default 300)")
+    parser.add_argument("--seed", type=int, default=42, help="data seed: same seed, same data (default 42)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added delay per request in ms (default 0)")
+    faults = parser.add_argument_group("fault injection")
+    faults.add_argument("--fault-rate", type=float, default=0.0, help="fraction of requests that get a fault (0..1)")
+    faults.add_argument(
+        "--faults", default="429,500,503,reset,malformed,slow",
+        help=f"comma-separated fault kinds drawn at random, of: {','.join(FAULT_KINDS)}",
+    )
+    faults.add_argument("--fail-tickers", default="", help="comma-separated tickers whose requests always fail with 500")
+    faults.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds sent with 429 (default 1)")
+    faults.add_argument("--slow-ms", type=float, default=2000.0, help="delay of the 'slow' fault in ms (default 2000)")
+    faults.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws (default: random)")
+    faults.add_argument(
+        "--defects", default="",
+        help=f"defective bars KIND:TICKER:YYYY-MM-DD, comma-separated; KIND one of {','.join(DEFECT_KINDS)}",
+    )
+    args = parser.parse_args(argv)
+    if args.tickers < 1:
+        parser.error(f"--tickers must be at least 1, got {args.tickers}")
+    try:
+        fault_settings = FaultSettings(
+            rate=args.fault_rate,
+            kinds=tuple(k.strip() for k in args.faults.split(",") if k.strip()),
+            fail_tickers=frozenset(t.strip() for t in args.fail_tickers.split(",") if t.strip()),
+            retry_after_s=args.retry_after,
+            slow_ms=args.slow_ms,
+            seed=args.fault_seed,
+        )
+        defects = Defects.parse(args.defects)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return ServerSettings(
+        host=args.host,
+        port=args.port,
+        tickers=args.tickers,
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+        api_key=os.environ.get("POLYGON_API_KEY") or None,
+        faults=fault_settings,
+        defects=defects,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,442 @@
+"""The Polygon-compatible HTTP server: aiohttp handlers for the four endpoints, auth, latency and faults as middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import bisect
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections import OrderedDict
+from urllib.parse import quote
+
+from aiohttp import web
+
+from lib.simulator.data import NEW_YORK, RANGE_KEYS, Market, calendar, columns_to_bars
+from lib.simulator.encode import bars_json, range_bars_json, ticker_prefixes
+from lib.simulator.faults import Defects, FaultSettings, fault_middleware
+from lib.trading_days import today_new_york
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DIGITS = re.compile(r"^\d{1,15}$")
+_TICKER_FILTERS = (
+    "market", "active", "date", "ticker", "ticker.lt", "ticker.lte", "ticker.gt", "ticker.gte",
+    "type", "exchange", "cik", "search", "sort", "order",
+)
+_SORTABLE = ("ticker", "name", "market", "locale", "primary_exchange", "type", "currency_name", "cik",
+             "composite_figi", "share_class_figi", "last_updated_utc")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    tickers: int = 300
+    seed: int = 42
+    latency_ms: float = 0.0
+    api_key: str | None = None  # only this key is accepted when set (from $POLYGON_API_KEY)
+    faults: FaultSettings = dataclasses.field(default_factory=FaultSettings)
+    defects: Defects = dataclasses.field(default_factory=Defects)
+
+
+class BadRequest(Exception):
+    """A 400: the message says what was expected and what came."""
+
+
+def request_id() -> str:
+    return os.urandom(16).hex()
+
+
+def json_response(payload: dict, status: int = 200, headers: dict | None = None) -> web.Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+def error_response(status: int, message: str, status_text: str = "ERROR", key: str = "error") -> web.Response:
+    return json_response({"status": status_text, "request_id": request_id(), key: message}, status=status)
+
+
+def not_found(message: str = "Data not found.") -> web.Response:
+    return error_response(404, message, status_text="NOT_FOUND", key="message")
+
+
+def _parse_date(text: str, what: str) -> dt.date:
+    if _DATE.match(text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise BadRequest(f"Could not parse the {what} parameter: expected a date as YYYY-MM-DD, got '{text}'.")
+
+
+def _parse_bool(text: str | None, what: str, default: bool) -> bool:
+    if text is None or text == "":
+        return default
+    lowered = text.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise BadRequest(f"Could not parse the {what} parameter: expected true or false, got '{text}'.")
+
+
+def _parse_int(text: str | None, what: str, default: int, low: int, high: int) -> int:
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"Could not parse the {what} parameter: expected an integer, got '{text}'.") from None
+    if value < low:
+        raise BadRequest(f"The {what} parameter must be at least {low}, got {value}.")
+    return min(value, high)  # like Polygon, a limit above the maximum is clamped
+
+
+def encode_cursor(state: dict) -> str:
+    raw = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        state = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise BadRequest("The cursor parameter is not a cursor this server issued; follow next_url as given.") from None
+    if not isinstance(state, dict):
+        raise BadRequest("The cursor parameter is not a cursor this server issued; follow next_url as given.")
+    return state
+
+
+class _Today:
+    """today_new_york(), re-read at most once a second (the hot path must not build pandas Timestamps)."""
+
+    def __init__(self):
+        self._value = today_new_york()
+        self._expires = time.monotonic() + 1.0
+
+    def __call__(self) -> dt.date:
+        now = time.monotonic()
+        if now >= self._expires:
+            self._value = today_new_york()
+            self._expires = now + 1.0
+        return self._value
+
+
+class Simulator:
+    """The request handlers over one Market."""
+
+    def __init__(self, settings: ServerSettings):
+        self.settings = settings
+        self.market = Market(settings.tickers, settings.seed)
+        self.calendar = calendar()
+        self.today = _Today()
+        self.defects = settings.defects
+        uni = self.market.universe
+        # Reference records in ticker order, pre-serialised.
+        self._records = uni.records
+        self._record_json = [json.dumps(r, separators=(",", ":")).encode() for r in uni.records]
+        self._record_list_date = [uni.list_dates[i] for i in uni.sorted_ids]
+        self._ticker_prefixes = ticker_prefixes(list(uni.symbols))  # by ticker id
+        self._filtered: OrderedDict[tuple, list[int]] = OrderedDict()
+        self._grouped: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
+        self._grouped_capacity = max(8, min(512, (256 * 2**20) // (130 * settings.tickers)))
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _base(self, request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}"
+
+    def _last_session(self) -> int:
+        return self.calendar.last_on_or_before(self.today())
+
+    def _session(self, day: dt.date) -> int | None:
+        return self.market.session_index(day, self.today())
+
+    # -- /v3/reference/tickers -----------------------------------------------------------------
+    def _ticker_indices(self, filters: dict) -> list[int]:
+        key = tuple(sorted(filters.items()))
+        hit = self._filtered.get(key)
+        if hit is not None:
+            self._filtered.move_to_end(key)
+            return hit
+        records = self._records
+        indices = range(len(records))
+        market = filters.get("market")
+        if (market and market != "stocks") or not _parse_bool(filters.get("active"), "active", True):
+            indices = []
+        if "date" in filters:
+            as_of = _parse_date(filters["date"], "date")
+            indices = [i for i in indices if self._record_list_date[i] <= as_of]
+        for name, test in (
+            ("ticker", lambda a, b: a == b), ("ticker.lt", lambda a, b: a < b), ("ticker.lte", lambda a, b: a <= b),
+            ("ticker.gt", lambda a, b: a > b), ("ticker.gte", lambda a, b: a >= b),
+        ):
+            if name in filters:
+                indices = [i for i in indices if test(records[i]["ticker"], filters[name])]
+        for name, field in (("type", "type"), ("exchange", "primary_exchange"), ("cik", "cik")):
+            if name in filters:
+                indices = [i for i in indices if records[i].get(field) == filters[name]]
+        if "search" in filters:
+            term = filters["search"].lower()
+            indices = [i for i in indices if term in records[i]["ticker"].lower() or term in records[i]["name"].lower()]
+        sort = filters.get("sort", "ticker")
+        if sort not in _SORTABLE:
+            raise BadRequest(f"The sort parameter must be one of {', '.join(_SORTABLE)}; got '{sort}'.")
+        order = filters.get("order", "asc")
+        if order not in ("asc", "desc"):
+            raise BadRequest(f"The order parameter must be asc or desc, got '{order}'.")
+        indices = list(indices)
+        if sort != "ticker":
+            indices.sort(key=lambda i: (records[i].get(sort) is None, records[i].get(sort) or "", records[i]["ticker"]))
+        if order == "desc":
+            indices.reverse()
+        self._filtered[key] = indices
+        if len(self._filtered) > 64:
+            self._filtered.popitem(last=False)
+        return indices
+
+    async def tickers(self, request: web.Request) -> web.Response:
+        query = request.query
+        cursor = query.get("cursor")
+        if cursor:
+            state = decode_cursor(cursor)
+            filters = {k: str(v) for k, v in state.get("f", {}).items() if k in _TICKER_FILTERS}
+            offset = int(state.get("o", 0))
+            limit = _parse_int(query.get("limit") or str(state.get("l", 100)), "limit", 100, 1, 1000)
+            repeated = bool(state.get("r"))
+        else:
+            filters = {k: query[k] for k in _TICKER_FILTERS if query.get(k)}
+            offset, repeated = 0, False
+            limit = _parse_int(query.get("limit"), "limit", 100, 1, 1000)
+        indices = self._ticker_indices(filters)
+        page = indices[offset : offset + limit]
+        parts = [b'{"results":[', b",".join(self._record_json[i] for i in page), b'],"status":"OK","request_id":"',
+                 request_id().encode(), b'","count":', str(len(page)).encode()]
+        if offset + limit < len(indices):
+            # The repeat-page fault hands out the same page once more (the cursor remembers it already did).
+            again = request.get("repeat_page") and not repeated
+            state = {"f": filters, "o": offset if again else offset + limit, "l": limit}
+            if again:
+                state["r"] = 1
+            next_url = f"{self._base(request)}/v3/reference/tickers?cursor={encode_cursor(state)}"
+            parts += [b',"next_url":"', next_url.encode(), b'"']
+        parts.append(b"}")
+        return web.Response(body=b"".join(parts), content_type="application/json")
+
+    # -- /v2/aggs/grouped ----------------------------------------------------------------------
+    def _grouped_results(self, g: int) -> tuple[bytes, int]:
+        hit = self._grouped.get(g)
+        if hit is not None:
+            self._grouped.move_to_end(g)
+            return hit
+        day = self.calendar.iso[g]
+        if self.defects.touches_day(day):
+            bars = self.defects.apply_grouped(self.market.day_bars(g), day)
+            hit = (json.dumps(bars, separators=(",", ":")).encode(), len(bars))
+        else:
+            columns = self.market.day_columns(g)
+            prefixes = self._ticker_prefixes[:, columns["ids"]]
+            hit = (bars_json(*(columns[k] for k in RANGE_KEYS), prefixes=prefixes), len(columns["ids"]))
+        self._grouped[g] = hit
+        if len(self._grouped) > self._grouped_capacity:
+            self._grouped.popitem(last=False)
+        return hit
+
+    async def grouped(self, request: web.Request) -> web.Response:
+        day = _parse_date(request.match_info["date"], "date")
+        adjusted = _parse_bool(request.query.get("adjusted"), "adjusted", True)
+        _parse_bool(request.query.get("include_otc"), "include_otc", False)  # no OTC tickers here
+        g = self._session(day)
+        results, count = self._grouped_results(g) if g is not None else (b"", 0)
+        if not count:
+            # Polygon answers a day without bars with zero counts and no results key.
+            return json_response({"queryCount": 0, "resultsCount": 0, "adjusted": adjusted, "status": "OK",
+                                  "request_id": request_id()})
+        head = f'{{"queryCount":{count},"resultsCount":{count},"adjusted":{"true" if adjusted else "false"},"results":'
+        tail = f',"status":"OK","request_id":"{request_id()}","count":{count}}}'
+        return web.Response(body=b"".join((head.encode(), results, tail.encode())), content_type="application/json")
+
+    # -- /v2/aggs/ticker/.../range --------------------------------------------------------------
+    def _time_bound(self, text: str, what: str) -> int:
+        """A from/to parameter as epoch ms: a date means 00:00 New York, which is each daily bar's timestamp."""
+        if _DIGITS.match(text):
+            return int(text)
+        if _DATE.match(text):
+            day = _parse_date(text, what)
+            return int(dt.datetime(day.year, day.month, day.day, tzinfo=NEW_YORK).timestamp()) * 1000
+        raise BadRequest(
+            f"Could not parse the '{what}' parameter: expected YYYY-MM-DD or a Unix timestamp in milliseconds, got '{text}'."
+        )
+
+    async def aggs_range(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        ticker, multiplier, timespan = info["ticker"], info["multiplier"], info["timespan"]
+        if multiplier != "1" or timespan != "day":
+            raise BadRequest(
+                f"This simulator serves daily bars only: expected multiplier 1 and timespan 'day', "
+                f"got multiplier '{multiplier}' and timespan '{timespan}'."
+            )
+        from_raw, to_raw = info["from"], info["to"]
+        start_ms, end_ms = self._time_bound(from_raw, "from"), self._time_bound(to_raw, "to")
+        query = request.query
+        state = decode_cursor(query["cursor"]) if query.get("cursor") else {}
+        adjusted = _parse_bool(query.get("adjusted") or state.get("adjusted"), "adjusted", True)
+        limit = _parse_int(query.get("limit") or (str(state["limit"]) if "limit" in state else None), "limit", 5000, 1, 50000)
+        sort = query.get("sort") or state.get("sort") or "asc"
+        if sort not in ("asc", "desc"):
+            raise BadRequest(f"The sort parameter must be asc or desc, got '{sort}'.")
+
+        tid = self.market.universe.ids_by_symbol.get(ticker)
+        total, page_json, next_t = 0, b"", None
+        if tid is not None and start_ms <= end_ms:
+            midnights = self.calendar.midnight_ms
+            first_g = int(bisect.bisect_left(midnights, start_ms))
+            last_g = min(int(bisect.bisect_right(midnights, end_ms)) - 1, self._last_session())
+            columns = self.market.ticker_columns(tid, first_g, last_g)
+            total = len(columns["t"])
+            if total:
+                step = 1 if sort == "asc" else -1
+                page = {k: columns[k][::step][:limit] for k in RANGE_KEYS}
+                if total > limit:
+                    next_t = int(columns["t"][limit] if sort == "asc" else columns["t"][total - 1 - limit])
+                if self.defects.touches(ticker):
+                    bars = self.defects.apply_range(columns_to_bars(page), ticker, self.calendar)
+                    page_json = json.dumps(bars, separators=(",", ":")).encode()
+                    count = len(bars)
+                else:
+                    page_json = range_bars_json(*(page[k] for k in RANGE_KEYS))
+                    count = len(page["t"])
+        head = {"ticker": ticker, "queryCount": 0, "resultsCount": 0, "adjusted": adjusted}
+        if page_json:
+            head["queryCount"] = head["resultsCount"] = count
+        parts = [json.dumps(head, separators=(",", ":")).encode()[:-1]]
+        if page_json:
+            parts += [b',"results":', page_json]
+        parts.append(f',"status":"OK","request_id":"{request_id()}","count":{count if page_json else 0}'.encode())
+        if next_t is not None:
+            # Like Polygon: the next page starts at the first bar not served; the cursor keeps limit and sort.
+            cursor = encode_cursor({"adjusted": "true" if adjusted else "false", "limit": limit, "sort": sort})
+            next_from, next_to = (next_t, to_raw) if sort == "asc" else (from_raw, next_t)
+            path = f"/v2/aggs/ticker/{quote(ticker, safe='')}/range/1/day/{next_from}/{next_to}"
+            url = f"{self._base(request)}{path}?cursor={cursor}"
+            parts.append(b',"next_url":' + json.dumps(url).encode())
+        parts.append(b"}")
+        return web.Response(body=b"".join(parts), content_type="application/json")
+
+    # -- /v1/open-close ------------------------------------------------------------------------
+    async def open_close(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        ticker, text = info["ticker"], info["date"]
+        day = _parse_date(text, "date")
+        tid = self.market.universe.ids_by_symbol.get(ticker)
+        g = self._session(day)
+        cell = None if tid is None or g is None else self.market.cell(tid, g)
+        if cell is None:
+            return not_found()
+        payload = {
+            "status": "OK",
+            "from": text,
+            "symbol": ticker,
+            "open": cell["o"],
+            "high": cell["h"],
+            "low": cell["l"],
+            "close": cell["c"],
+            "volume": cell["v"],
+            "afterHours": cell["ah"],
+            "preMarket": cell["pm"],
+            "request_id": request_id(),
+        }
+        if self.defects:
+            self.defects.apply_open_close(payload, ticker, text)
+        return json_response(payload)
+
+
+def auth_middleware(settings: ServerSettings):
+    """Bearer header or apiKey query parameter; JSON for every error; optional latency. Keys are never logged."""
+    expected = settings.api_key
+    latency = settings.latency_ms / 1000.0
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        key = None
+        header = request.headers.get("Authorization")
+        if header and header[:7].lower() == "bearer ":
+            key = header[7:].strip()
+        if not key:
+            key = request.query.get("apiKey") or request.query.get("apikey")
+        if not key:
+            return error_response(401, "API Key was not provided")
+        if expected is not None and key != expected:
+            return error_response(401, "Unknown API Key")
+        if latency:
+            await asyncio.sleep(latency)
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            return error_response(400, str(exc))
+        except web.HTTPNotFound:
+            return not_found("Not found: no endpoint at this path.")
+        except web.HTTPMethodNotAllowed:
+            return error_response(405, f"Method {request.method} is not allowed; this API answers GET.")
+
+    return middleware
+
+
+def build_app(settings: ServerSettings) -> web.Application:
+    simulator = Simulator(settings)
+    middlewares = [auth_middleware(settings)]
+    if settings.faults.active:
+        middlewares.append(fault_middleware(settings.faults))
+    app = web.Application(middlewares=middlewares)
+    app["simulator"] = simulator
+    app.router.add_get("/v3/reference/tickers", simulator.tickers)
+    app.router.add_get("/v2/aggs/grouped/locale/us/market/stocks/{date}", simulator.grouped)
+    app.router.add_get(
+        "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}", simulator.aggs_range
+    )
+    app.router.add_get("/v1/open-close/{ticker}/{date}", simulator.open_close)
+    return app
+
+
+async def serve(settings: ServerSettings) -> None:
+    app = build_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # the real port when --port 0
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    print(f"simulator listening on http://{host}:{port}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(settings: ServerSettings) -> None:
+    try:
+        import uvloop  # optional: faster when present
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+    sys.stdout.flush()
