@@ -1,0 +1,186 @@
+"""The one module that knows catalog names, warehouse locations, table schemas and write modes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lib.config import RunConfig
+
+PRICE_FIELDS = [
+    T.StructField("symbol", T.StringType()),
+    T.StructField("date", T.DateType()),
+    T.StructField("open", T.DoubleType()),
+    T.StructField("high", T.DoubleType()),
+    T.StructField("low", T.DoubleType()),
+    T.StructField("close", T.DoubleType()),
+    T.StructField("volume", T.DoubleType()),
+    T.StructField("vwap", T.DoubleType()),
+    T.StructField("transactions", T.LongType()),
+]
+
+SCHEMAS: dict[str, T.StructType] = {
+    "stock_tickers": T.StructType(
+        [T.StructField(name, T.StringType()) for name in ("ticker", "name", "market", "locale", "primary_exchange", "type")]
+        + [T.StructField("active", T.BooleanType())]
+        + [
+            T.StructField(name, T.StringType())
+            for name in ("currency_name", "cik", "composite_figi", "share_class_figi", "last_updated_utc")
+        ]
+        + [T.StructField("ds", T.DateType())]
+    ),
+    "raw_daily_bars": T.StructType(
+        PRICE_FIELDS
+        + [
+            T.StructField("ds", T.DateType()),
+            T.StructField("endpoint", T.StringType()),
+            T.StructField("received_at", T.TimestampType()),
+        ]
+    ),
+    "stock_prices": T.StructType(PRICE_FIELDS),
+    "monthly_stock_prices": T.StructType(
+        [
+            T.StructField("symbol", T.StringType()),
+            T.StructField("metric_name", T.StringType()),
+            T.StructField("metric_array", T.ArrayType(T.DoubleType())),
+            T.StructField("month_start", T.DateType()),
+            T.StructField("from_date", T.DateType()),
+        ]
+    ),
+    "quality_results": T.StructType(
+        [
+            T.StructField("ds", T.DateType()),
+            T.StructField("table_name", T.StringType()),
+            T.StructField("check_name", T.StringType()),
+            T.StructField("severity", T.StringType()),
+            T.StructField("status", T.StringType()),
+            T.StructField("failed_rows", T.LongType()),
+            T.StructField("details", T.StringType()),
+            T.StructField("checked_at", T.TimestampType()),
+        ]
+    ),
+    "ingest_failures": T.StructType(
+        [
+            T.StructField("ds", T.DateType()),
+            T.StructField("symbol", T.StringType()),
+            T.StructField("endpoint", T.StringType()),
+            T.StructField("http_status", T.IntegerType()),
+            T.StructField("error", T.StringType()),
+            T.StructField("attempts", T.IntegerType()),
+            T.StructField("failed_at", T.TimestampType()),
+        ]
+    ),
+}
+
+# Partitioning: daily tables by their date, so a re-run replaces whole partitions (a metadata-only
+# delete); the monthly arrays by month, sorted by symbol so one month is a few large files.
+PARTITIONING = {
+    "stock_tickers": "ds",
+    "raw_daily_bars": "date",
+    "stock_prices": "date",
+    "monthly_stock_prices": "month_start",
+    "quality_results": "ds",
+    "ingest_failures": "ds",
+}
+WRITE_ORDER = {
+    "stock_prices": "symbol",
+    "raw_daily_bars": "symbol",
+    "monthly_stock_prices": "symbol, metric_name",
+}
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+    # Daily jobs commit often: keep metadata files from piling up.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
+
+
+def _ddl_columns(schema: T.StructType) -> str:
+    return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema.fields)
+
+
+def ensure_tables(spark: SparkSession, config: RunConfig) -> None:
+    """Create the namespace and every table of the contract when missing (idempotent)."""
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {config.catalog}.{config.namespace}")
+    props = ", ".join(f"'{k}'='{v}'" for k, v in TABLE_PROPERTIES.items())
+    existing = {row.tableName for row in spark.sql(f"SHOW TABLES IN {config.catalog}.{config.namespace}").collect()}
+    for name, schema in SCHEMAS.items():
+        if name in existing:
+            continue
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {config.table(name)} ({_ddl_columns(schema)}) USING iceberg "
+            f"PARTITIONED BY ({PARTITIONING[name]}) TBLPROPERTIES ({props})"
+        )
+        if name in WRITE_ORDER:
+            spark.sql(f"ALTER TABLE {config.table(name)} WRITE ORDERED BY {WRITE_ORDER[name]}")
+
+
+def read_table(spark: SparkSession, config: RunConfig, name: str) -> DataFrame:
+    return spark.table(config.table(name))
+
+
+def conform(df: DataFrame, name: str) -> DataFrame:
+    """Select and cast `df` to the table's columns, in order; a missing column is an error."""
+    schema = SCHEMAS[name]
+    missing = [f.name for f in schema.fields if f.name not in df.columns]
+    if missing:
+        raise ValueError(f"cannot write {name}: the frame lacks columns {missing} (has {df.columns})")
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def replace_rows(
+    spark: SparkSession, config: RunConfig, name: str, df: DataFrame, column: str, start: dt.date, end: dt.date
+) -> None:
+    """Atomically replace every row with `column` between start and end (inclusive) by `df`: one commit.
+
+    Rows of `df` outside the range are refused, so a write can never touch data it did not replace.
+    """
+    conformed = conform(df, name)
+    condition = (F.col(column) >= F.lit(start)) & (F.col(column) <= F.lit(end))
+    outside = conformed.filter(~condition | F.col(column).isNull()).limit(1).count()
+    if outside:
+        raise ValueError(f"refusing to write {name}: rows with {column} outside {start}..{end}")
+    conformed.writeTo(config.table(name)).overwrite(condition)
+
+
+def overwrite_partitions(config: RunConfig, name: str, df: DataFrame) -> None:
+    """Atomically replace the partitions present in `df` (dynamic overwrite): one commit."""
+    conform(df, name).writeTo(config.table(name)).overwritePartitions()
+
+
+def snapshot_count(spark: SparkSession, config: RunConfig, name: str) -> int:
+    return spark.table(f"{config.table(name)}.snapshots").count()
+
+
+def maintain(spark: SparkSession, config: RunConfig, name: str, keep_last: int = 10) -> dict:
+    """Compact small files and expire old snapshots of one table, so daily runs do not pile up files."""
+    table = f"{config.namespace}.{name}"
+    rewritten = spark.sql(
+        f"CALL {config.catalog}.system.rewrite_data_files(table => '{table}', options => map('min-input-files','5'))"
+    ).collect()[0]
+    expired = spark.sql(
+        f"CALL {config.catalog}.system.expire_snapshots(table => '{table}', retain_last => {keep_last}, "
+        f"older_than => TIMESTAMP '{dt.datetime.now(dt.UTC).replace(tzinfo=None):%Y-%m-%d %H:%M:%S}')"
+    ).collect()[0]
+    return {
+        "rewritten_data_files": rewritten["rewritten_data_files_count"],
+        "added_data_files": rewritten["added_data_files_count"],
+        "deleted_data_files": expired["deleted_data_files_count"],
+    }
+
+
+def pyiceberg_catalog(config: RunConfig):
+    """pyiceberg access to the same catalog, for reading without a JVM."""
+    if config.env == "glue":
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        return GlueCatalog(config.catalog, warehouse=config.warehouse)
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse = Path(config.warehouse).resolve()
+    return SqlCatalog(config.catalog, uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.as_uri())

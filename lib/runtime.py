@@ -1,0 +1,75 @@
+"""What every notebook does first: a config from its parameters, a Spark session, and the data source."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from lib.config import RunConfig
+from lib.polygon import ClientSettings
+from lib.secrets import ENV_VAR, resolve_api_key
+
+# The parameters every notebook declares in its parameters cell (CONTRACT.md).
+COMMON_PARAMETERS = ("ds", "start_ds", "env", "warehouse", "catalog", "namespace", "api_base_url", "strategy", "run_dir")
+
+
+def config_from(namespace: dict[str, Any], names: tuple[str, ...] | list[str]) -> RunConfig:
+    """Build the run config from the parameters named in a notebook's parameters cell."""
+    return RunConfig.from_params(**{name: namespace[name] for name in names if name in namespace})
+
+
+def spark_session(config: RunConfig):
+    """The one session of a step: local Iceberg on SQLite, or the Glue session with env glue."""
+    if config.env == "glue":
+        from lib.session import build_glue_session
+
+        return build_glue_session(config.catalog, config.warehouse)
+    from lib.session import build_local_session
+
+    return build_local_session(config.catalog, config.warehouse, app_name=f"stocks {config.ds}")
+
+
+@dataclasses.dataclass
+class DataSource:
+    """The Polygon endpoint of a run: the configured URL, or the bundled simulator on loopback."""
+
+    settings: ClientSettings
+    simulator: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def description(self) -> str:
+        if self.simulator is not None:
+            return f"the bundled Polygon simulator at {self.base_url}"
+        return f"the Polygon API at {self.base_url}"
+
+    def stop(self) -> None:
+        if self.simulator is not None:
+            self.simulator.stop()
+            self.simulator = None
+
+
+def open_data_source(config: RunConfig, **simulator_options: Any) -> DataSource:
+    """Start the simulator when api_base_url is empty; resolve the key (never printed)."""
+    from lib.steps import client_settings
+
+    api_key = resolve_api_key(config.uses_simulator, config.api_key_secret_id)
+    if not config.uses_simulator:
+        return DataSource(client_settings(config, config.api_base_url, api_key))
+    from lib.simulator import SimulatorProcess
+
+    options = {"tickers": config.simulator_tickers, **simulator_options}
+    # The simulator accepts only $POLYGON_API_KEY when it is set; otherwise any key, ours included.
+    simulator = SimulatorProcess(api_key=os.environ.get(ENV_VAR) or None, **options).start()
+    return DataSource(client_settings(config, simulator.base_url, api_key), simulator)
+
+
+def figures_dir(config: RunConfig) -> Path:
+    path = config.figures_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path

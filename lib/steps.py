@@ -1,0 +1,330 @@
+"""The four pipeline steps: what a notebook, a test, the batch runner and a Glue job all call."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lib import catalog, ingest
+from lib.config import RunConfig
+from lib.errors import ConfigError
+from lib.polygon import ClientSettings, PolygonClient
+
+
+@dataclasses.dataclass
+class IngestReport:
+    strategy: str
+    reason: str
+    market_days: list[dt.date]
+    tickers: int
+    raw_rows: int
+    price_rows: int
+    failures: int
+    calls: dict[str, int]
+    retries: dict[str, int]
+    seconds: float
+    bars_per_day: pd.DataFrame  # date, bars
+    failure_sample: pd.DataFrame
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def calls_per_minute(self) -> float:
+        return 60.0 * self.total_calls / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        if not self.market_days:
+            return "no NYSE trading day in the span: nothing to fetch (an empty run)"
+        return (
+            f"{self.reason}\n"
+            f"{len(self.market_days)} market days, {self.tickers:,} tickers, {self.total_calls:,} calls "
+            f"({self.calls_per_minute:,.0f}/min, {sum(self.retries.values())} retries) in {self.seconds:.1f}s; "
+            f"raw_daily_bars {self.raw_rows:,} rows, stock_prices {self.price_rows:,} rows, "
+            f"{self.failures} requests failed for good (see ingest_failures)"
+        )
+
+
+def client_settings(config: RunConfig, base_url: str, api_key: str) -> ClientSettings:
+    return ClientSettings(
+        base_url=base_url,
+        api_key=api_key,
+        timeout_s=config.request_timeout_s,
+        max_attempts=config.max_attempts,
+        max_calls_per_minute=config.max_calls_per_minute,
+    )
+
+
+def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings) -> IngestReport:
+    """Tickers for ds, bars for every market day of start_ds..ds, into the daily tables (idempotent)."""
+    started = time.monotonic()
+    catalog.ensure_tables(spark, config)
+    driver_client = PolygonClient(settings)
+    ticker_records = driver_client.tickers(as_of=config.ds)
+    if not ticker_records:
+        raise ConfigError(
+            f"the ticker universe for {config.ds} is empty: the API at {settings.base_url} listed no active stock. "
+            "Check api_base_url and your plan, or pick another ds."
+        )
+    symbols = sorted({r["ticker"] for r in ticker_records if r.get("ticker")})
+    days = config.span_days
+    strategy, reason = ingest.choose_strategy(config.strategy, len(days), len(symbols))
+    tasks = ingest.plan_tasks(strategy, days, symbols)
+    fetched = ingest.fetch_bars(spark, settings, tasks, adjusted=config.adjusted, concurrency=config.concurrency)
+
+    raw_bars = ingest.with_run_ds(fetched.raw_bars, config.ds)
+    catalog.replace_rows(spark, config, "raw_daily_bars", raw_bars, "date", config.start_ds, config.ds)
+    written_raw = span_table(spark, config, "raw_daily_bars")
+    prices = ingest.raw_to_prices(written_raw)
+    catalog.replace_rows(spark, config, "stock_prices", prices, "date", config.start_ds, config.ds)
+    tickers = ingest.tickers_frame(spark, ticker_records, config.ds)
+    catalog.replace_rows(spark, config, "stock_tickers", tickers, "ds", config.ds, config.ds)
+    failures = ingest.with_run_ds(fetched.failures, config.ds)
+    catalog.replace_rows(spark, config, "ingest_failures", failures, "ds", config.ds, config.ds)
+
+    calls = dict(fetched.calls)
+    calls["tickers"] = driver_client.calls["tickers"]
+    retries = dict(fetched.retries)
+    if driver_client.retries["tickers"]:
+        retries["tickers"] = driver_client.retries["tickers"]
+    stored_prices = span_table(spark, config, "stock_prices")
+    bars_per_day = stored_prices.groupBy("date").agg(F.count("*").alias("bars")).orderBy("date").toPandas()
+    failure_rows = span_table(spark, config, "ingest_failures", column="ds", start=config.ds)
+    return IngestReport(
+        strategy=strategy,
+        reason=reason,
+        market_days=days,
+        tickers=len(symbols),
+        raw_rows=written_raw.count(),
+        price_rows=stored_prices.count(),
+        failures=failure_rows.count(),
+        calls=calls,
+        retries=retries,
+        seconds=time.monotonic() - started,
+        bars_per_day=bars_per_day,
+        failure_sample=failure_rows.limit(20).toPandas(),
+    )
+
+
+def span_table(
+    spark: SparkSession, config: RunConfig, name: str, column: str = "date", start: dt.date | None = None
+) -> DataFrame:
+    """The table's rows with `column` in start..ds (start defaults to start_ds)."""
+    start = start or config.start_ds
+    return catalog.read_table(spark, config, name).filter(F.col(column).between(F.lit(start), F.lit(config.ds)))
+
+
+@dataclasses.dataclass
+class RollupReport:
+    months: list[dt.date]
+    applied_days: list[dt.date]
+    rows_written: int
+    symbols: int
+    seconds: float
+    sample: pd.DataFrame  # symbol, date, metric_name, value: a few symbols' arrays exploded back
+
+    def summary(self) -> str:
+        if not self.applied_days:
+            return "no NYSE trading day in the span: no month to update (an empty run)"
+        months = ", ".join(m.strftime("%Y-%m") for m in self.months)
+        return (
+            f"applied {len(self.applied_days)} market days to {len(self.months)} month(s) ({months}): "
+            f"{self.rows_written:,} rows for {self.symbols:,} symbols in {self.seconds:.1f}s"
+        )
+
+
+def run_rollup(spark: SparkSession, config: RunConfig, sample_symbols: int = 4) -> RollupReport:
+    """Apply the span's market days to the monthly arrays: one pass, one atomic commit (idempotent)."""
+    from lib import monthly
+
+    started = time.monotonic()
+    catalog.ensure_tables(spark, config)
+    days = config.span_days
+    months = sorted({monthly.month_start(d) for d in days})
+    if not days:
+        return RollupReport([], [], 0, 0, time.monotonic() - started, pd.DataFrame())
+    prices = span_table(spark, config, "stock_prices")
+    existing = catalog.read_table(spark, config, "monthly_stock_prices").filter(F.col("month_start").isin(months))
+    # Checkpoint: the new arrays are computed from the table they replace.
+    updated = monthly.apply_days(prices, existing, days).localCheckpoint(eager=True)
+    catalog.overwrite_partitions(config, "monthly_stock_prices", updated)
+
+    stored = catalog.read_table(spark, config, "monthly_stock_prices").filter(F.col("month_start").isin(months))
+    symbols = [r.symbol for r in stored.select("symbol").distinct().orderBy("symbol").limit(sample_symbols).collect()]
+    sample = (
+        monthly.explode_metrics(stored.filter(F.col("symbol").isin(symbols) & (F.col("metric_name") == "close")),
+                                keep_nulls=True)  # fmt: skip
+        .orderBy("symbol", "date")
+        .toPandas()
+    )
+    return RollupReport(
+        months=months,
+        applied_days=days,
+        rows_written=stored.count(),
+        symbols=stored.select("symbol").distinct().count(),
+        seconds=time.monotonic() - started,
+        sample=sample,
+    )
+
+
+def _span_months(config: RunConfig) -> list[dt.date]:
+    from lib.monthly import month_start
+
+    return sorted({month_start(d) for d in config.span_days} | {month_start(config.ds)})
+
+
+def quality_inputs(spark: SparkSession, config: RunConfig):
+    """The tables of the run's span, as the quality checks read them."""
+    from lib.quality import QualityInputs
+
+    return QualityInputs(
+        raw_daily_bars=span_table(spark, config, "raw_daily_bars"),
+        stock_prices=span_table(spark, config, "stock_prices"),
+        monthly_stock_prices=catalog.read_table(spark, config, "monthly_stock_prices").filter(
+            F.col("month_start").isin(_span_months(config))
+        ),
+        stock_tickers=span_table(spark, config, "stock_tickers", column="ds", start=config.ds),
+        ingest_failures=span_table(spark, config, "ingest_failures", column="ds", start=config.ds),
+    )
+
+
+def rollup_checks(spark: SparkSession, config: RunConfig) -> list:
+    """The monthly table's own guarantees over the span: unique keys and arrays that reconcile with prices."""
+    from lib import quality
+
+    inputs = quality_inputs(spark, config)
+    only_monthly = quality.QualityInputs(
+        monthly_stock_prices=inputs.monthly_stock_prices, stock_prices=inputs.stock_prices
+    )
+    results = quality.run_checks(only_monthly, config.ds, config.span_days, config.quality,
+                                 only=["duplicates", "array_integrity"])  # fmt: skip
+    return [r for r in results if r.table_name == "monthly_stock_prices"]
+
+
+@dataclasses.dataclass
+class QualityReport:
+    results: list  # lib.quality.CheckResult
+    table: pd.DataFrame  # this run's checks
+    history: pd.DataFrame  # ds, check_name, table_name, status over recent runs
+    coverage: pd.DataFrame  # symbol, date, has_bar from the exploded close arrays
+    failing_rows: dict[str, pd.DataFrame]  # "check on table" -> a sample of its failing rows
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.results if r.status == "fail"]
+
+    def summary(self) -> str:
+        failed = ", ".join(f"{r.name} on {r.table_name} ({r.severity}, {r.failed_rows})" for r in self.failed)
+        return f"{len(self.results)} checks, {len(self.failed)} failed" + (f": {failed}" if failed else "")
+
+
+def run_quality(spark: SparkSession, config: RunConfig, history_runs: int = 30, coverage_symbols: int = 40):
+    """Run every check over the span and record them in quality_results (replacing this ds's rows).
+
+    The gate is separate (`lib.quality.enforce_gate`), so a notebook draws its figures before it stops a run.
+    """
+    from lib import monthly, quality
+
+    catalog.ensure_tables(spark, config)
+    results = quality.run_checks(quality_inputs(spark, config), config.ds, config.span_days, config.quality)
+    checked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    frame = quality.results_frame(spark, results, config.ds, checked_at)
+    catalog.replace_rows(spark, config, "quality_results", frame, "ds", config.ds, config.ds)
+
+    table = pd.DataFrame(
+        [(r.name, r.table_name, r.severity, r.status, r.failed_rows, r.details) for r in results],
+        columns=["check_name", "table_name", "severity", "status", "failed_rows", "details"],
+    )
+    recent = (
+        catalog.read_table(spark, config, "quality_results")
+        .filter(F.col("ds") <= F.lit(config.ds))
+        .select("ds").distinct().orderBy(F.col("ds").desc()).limit(history_runs)
+    )  # fmt: skip
+    history = (
+        catalog.read_table(spark, config, "quality_results")
+        .join(recent, "ds")
+        .select("ds", "check_name", "table_name", "status", "severity")
+        .orderBy("ds", "check_name", "table_name")
+        .toPandas()
+    )
+    span_monthly = quality_inputs(spark, config).monthly_stock_prices.filter(F.col("metric_name") == "close")
+    symbols = span_monthly.select("symbol").distinct().orderBy("symbol").limit(coverage_symbols)
+    coverage = (
+        monthly.explode_metrics(span_monthly.join(symbols, "symbol"), keep_nulls=True)
+        .filter(F.col("date").between(F.lit(config.start_ds), F.lit(config.ds)))
+        .select("symbol", "date", F.col("value").isNotNull().alias("has_bar"))
+        .orderBy("symbol", "date")
+        .toPandas()
+    )
+    failing_rows = {f"{r.name} on {r.table_name}": r.failures.limit(10).toPandas() for r in results if r.status == "fail"}
+    return QualityReport(results, table, history, coverage, failing_rows)
+
+
+@dataclasses.dataclass
+class TrendsReport:
+    symbols: list[str]
+    start: dt.date
+    end: dt.date
+    daily: pd.DataFrame  # symbol, date, close, volume, returns, ma_*, rolling_volatility, drawdown, volume_z, is_anomaly
+    monthly_returns: pd.DataFrame  # symbol, month_start, first_close, last_close, monthly_return (chosen symbols)
+    top_movers: pd.DataFrame  # month_start, direction, rank, symbol, monthly_return (all symbols)
+    max_drawdown: pd.DataFrame  # symbol, max_drawdown
+    correlations: pd.DataFrame  # symbols x symbols
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.symbols)} symbols ({', '.join(self.symbols)}) over {self.start}..{self.end}: "
+            f"{len(self.daily):,} daily rows, {int(self.daily['is_anomaly'].fillna(False).sum()) if len(self.daily) else 0} "
+            "volume anomalies"
+        )
+
+
+def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date) -> DataFrame:
+    """Daily rows from start..ds, read by exploding the monthly arrays (the table analysts query)."""
+    from lib import monthly
+
+    months = catalog.read_table(spark, config, "monthly_stock_prices").filter(
+        F.col("month_start").between(F.lit(monthly.month_start(start)), F.lit(config.ds))
+    )
+    return monthly.to_daily_rows(monthly.explode_metrics(months)).filter(
+        F.col("date").between(F.lit(start), F.lit(config.ds))
+    )
+
+
+def run_trends(
+    spark: SparkSession, config: RunConfig, lookback_days: int = 365, volatility_window: int = 20, anomaly_z: float = 3.5
+) -> TrendsReport:
+    """The analytics of 04_trends, computed in Spark; only small per-symbol aggregates come back as pandas."""
+    from lib import trends
+
+    start = min(config.start_ds, config.ds - dt.timedelta(days=lookback_days))
+    daily = trend_daily_rows(spark, config, start).cache()
+    symbols = list(config.symbols) or trends.top_symbols_by_dollar_volume(daily, config.top_n)
+    chosen = daily.filter(F.col("symbol").isin(symbols))
+    per_day = trends.volume_anomalies(
+        trends.drawdowns(trends.moving_averages(trends.rolling_volatility(chosen, volatility_window))), z=anomaly_z
+    )
+    ma_columns = [c for c in per_day.columns if c.startswith("ma_")]
+    daily_pd = per_day.select(
+        "symbol", "date", "close", "volume", "daily_return", "cumulative_return", *ma_columns,
+        "rolling_volatility", "running_peak", "drawdown", "volume_z", "is_anomaly",
+    ).orderBy("symbol", "date").toPandas()  # fmt: skip
+    all_monthly_returns = trends.monthly_returns(daily)
+    report = TrendsReport(
+        symbols=symbols,
+        start=start,
+        end=config.ds,
+        daily=daily_pd,
+        monthly_returns=all_monthly_returns.filter(F.col("symbol").isin(symbols)).orderBy("symbol", "month_start").toPandas(),
+        top_movers=trends.top_movers(all_monthly_returns, n=5).toPandas(),
+        max_drawdown=trends.max_drawdown(chosen).orderBy("max_drawdown").toPandas(),
+        correlations=trends.return_correlations(chosen, symbols),
+    )
+    daily.unpersist()
+    return report
