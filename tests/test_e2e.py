@@ -1,0 +1,155 @@
+"""End to end: the four notebooks through papermill, then the tables read back by independent readers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib.catalog import SCHEMAS
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parent.parent
+START, DS = "2024-02-27", "2024-03-05"  # crosses a month boundary; 2024-02-29 exists
+TICKERS = 25
+
+
+def run_pipeline(warehouse: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "POLYGON_API_KEY"}
+    command = [
+        sys.executable, "-m", "lib.run", "-f", "params/local.yaml", "--ds", DS, "--start-ds", START,
+        "-p", "warehouse", str(warehouse), "-p", "run_dir", str(run_dir), "-p", "simulator_tickers", str(TICKERS),
+        *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    warehouse, run_dir = root / "warehouse", root / "runs" / DS
+    first = run_pipeline(warehouse, run_dir)
+    assert first.returncode == 0, f"make-run equivalent failed:\n{first.stdout[-3000:]}\n{first.stderr[-3000:]}"
+    return {"warehouse": warehouse, "run_dir": run_dir, "stdout": first.stdout}
+
+
+def pyiceberg_tables(warehouse: Path) -> dict:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    cat = SqlCatalog("local", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.resolve().as_uri())
+    return {name: cat.load_table(f"stocks.{name}").scan().to_pandas() for name in SCHEMAS}
+
+
+def test_run_record_holds_executed_notebooks_and_figures(pipeline):
+    run_dir = pipeline["run_dir"]
+    for name in ("01_ingest", "02_monthly_rollup", "03_quality", "04_trends"):
+        assert (run_dir / f"{name}.ipynb").is_file(), name
+    figures = sorted((run_dir / "figures").glob("*.png"))
+    assert len(figures) >= 7, figures
+    assert all(f.stat().st_size > 5000 for f in figures)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "ok"
+    assert "succeeded" in pipeline["stdout"]
+
+
+def test_tables_read_back_with_pyiceberg(pipeline):
+    from lib.trading_days import trading_days
+
+    tables = pyiceberg_tables(pipeline["warehouse"])
+    prices = tables["stock_prices"]
+    days = trading_days(dt.date.fromisoformat(START), dt.date.fromisoformat(DS))
+    assert sorted(set(prices["date"])) == days
+    assert not prices.duplicated(["symbol", "date"]).any()
+    assert prices["symbol"].nunique() == TICKERS
+    assert len(tables["stock_tickers"]) == TICKERS
+    assert set(tables["stock_tickers"]["ds"]) == {dt.date.fromisoformat(DS)}
+    monthly = tables["monthly_stock_prices"]
+    assert not monthly.duplicated(["symbol", "month_start", "metric_name"]).any()
+    assert set(monthly["month_start"]) == {dt.date(2024, 2, 1), dt.date(2024, 3, 1)}
+    from_dates = monthly.groupby("month_start")["from_date"].unique()
+    assert list(from_dates[dt.date(2024, 2, 1)]) == [dt.date(2024, 2, 29)]
+    assert list(from_dates[dt.date(2024, 3, 1)]) == [dt.date(2024, 3, 5)]
+    checks = set(tables["quality_results"]["check_name"])
+    assert {"duplicates", "null_values", "ohlc_consistency", "volume_non_negative"} <= checks
+    assert len(tables["ingest_failures"]) == 0
+
+
+def test_arrays_explode_back_to_exactly_the_prices(pipeline):
+    tables = pyiceberg_tables(pipeline["warehouse"])
+    prices = tables["stock_prices"].set_index(["symbol", "date"]).sort_index()
+    monthly = tables["monthly_stock_prices"]
+    for row in monthly.itertuples():
+        assert len(row.metric_array) == row.from_date.day
+        for i, value in enumerate(row.metric_array):
+            day = row.month_start + dt.timedelta(days=i)
+            key = (row.symbol, day)
+            if key in prices.index:
+                expected = prices.loc[key, row.metric_name]
+                assert value == pytest.approx(float(expected)), (key, row.metric_name)
+            else:
+                assert value is None or value != value, (key, row.metric_name, value)  # null or NaN
+    # and every price lands in an array
+    cells = {(r.symbol, r.month_start, r.metric_name): r.metric_array for r in monthly.itertuples()}
+    for (symbol, day), bar in prices.iterrows():
+        array = cells[(symbol, day.replace(day=1), "close")]
+        assert array[day.day - 1] == pytest.approx(bar["close"])
+
+
+def test_duckdb_reads_the_same_tables(pipeline):
+    duckdb = pytest.importorskip("duckdb")
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse = pipeline["warehouse"]
+    cat = SqlCatalog("local", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.resolve().as_uri())
+    con = duckdb.connect()
+    _load_duckdb_iceberg(con)
+    for name in ("stock_prices", "monthly_stock_prices", "stock_tickers", "raw_daily_bars"):
+        table = cat.load_table(f"stocks.{name}")
+        metadata = table.metadata_location.removeprefix("file://")
+        via_duckdb = con.execute(f"SELECT count(*) FROM iceberg_scan('{metadata}')").fetchone()[0]
+        assert via_duckdb == len(table.scan().to_arrow()), name
+    prices_meta = cat.load_table("stocks.stock_prices").metadata_location.removeprefix("file://")
+    monthly_meta = cat.load_table("stocks.monthly_stock_prices").metadata_location.removeprefix("file://")
+    mismatches = con.execute(f"""
+        WITH exploded AS (
+            SELECT symbol, metric_name, month_start + CAST(pos - 1 AS INTEGER) AS date, value
+            FROM (SELECT symbol, metric_name, month_start,
+                         UNNEST(metric_array) AS value, UNNEST(range(1, len(metric_array) + 1)) AS pos
+                  FROM iceberg_scan('{monthly_meta}'))
+            WHERE metric_name = 'close' AND value IS NOT NULL
+        )
+        SELECT count(*) FROM exploded e FULL OUTER JOIN iceberg_scan('{prices_meta}') p
+          ON e.symbol = p.symbol AND e.date = p.date
+        WHERE e.value IS NULL OR p.close IS NULL OR abs(e.value - p.close) > 1e-9
+    """).fetchone()[0]
+    assert mismatches == 0
+
+
+def _load_duckdb_iceberg(con) -> None:
+    """Load the iceberg and avro extensions shipped by their PyPI packages (no network)."""
+    import importlib
+
+    con.execute("SET autoinstall_known_extensions = false")
+    for name in ("avro", "iceberg"):
+        module = importlib.import_module(f"duckdb_extension_{name}")
+        (extension,) = Path(module.__file__).parent.rglob("*.duckdb_extension")
+        con.execute(f"LOAD '{extension}'")
+
+
+def test_rerun_of_the_same_ds_leaves_the_same_tables(pipeline):
+    before = pyiceberg_tables(pipeline["warehouse"])
+    again = run_pipeline(pipeline["warehouse"], pipeline["run_dir"].parent / "rerun")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    after = pyiceberg_tables(pipeline["warehouse"])
+    for name in ("stock_prices", "monthly_stock_prices", "stock_tickers", "raw_daily_bars"):
+        drop = [c for c in ("received_at",) if c in before[name].columns]
+        keys = [c for c in ("symbol", "ticker", "date", "month_start", "metric_name") if c in before[name].columns]
+        left = before[name].drop(columns=drop).sort_values(keys).reset_index(drop=True)
+        right = after[name].drop(columns=drop).sort_values(keys).reset_index(drop=True)
+        assert len(left) == len(right), name
+        assert left.astype(str).equals(right.astype(str)), name
