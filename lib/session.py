@@ -44,7 +44,8 @@ def sqlite_jdbc_jar() -> Path:
 
 def check_java() -> int:
     """Return the Java major version, or raise when Java 17+ is not available."""
-    java = shutil.which("java", path=os.path.join(os.environ.get("JAVA_HOME", ""), "bin") + os.pathsep + os.environ.get("PATH", ""))
+    search_path = os.path.join(os.environ.get("JAVA_HOME", ""), "bin") + os.pathsep + os.environ.get("PATH", "")
+    java = shutil.which("java", path=search_path)
     if not java:
         raise EnvironmentSetupError("Java 17 or newer is required by Spark and was not found: install openjdk-17-jre.")
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
