@@ -57,6 +57,7 @@ class RunConfig:
     symbols: tuple[str, ...] = ()
     top_n: int = 8
     quality: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
+    simulator_options: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
     def from_params(cls, **params: Any) -> RunConfig:
@@ -82,6 +83,7 @@ class RunConfig:
             if values.get(key) is None:
                 values[key] = ""
         values["quality"] = dict(values.get("quality") or {})
+        values["simulator_options"] = dict(values.get("simulator_options") or {})
         config = cls(**values)
         config.validate()
         if not config.run_dir:

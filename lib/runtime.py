@@ -63,7 +63,7 @@ def open_data_source(config: RunConfig, **simulator_options: Any) -> DataSource:
         return DataSource(client_settings(config, config.api_base_url, api_key))
     from lib.simulator import SimulatorProcess
 
-    options = {"tickers": config.simulator_tickers, **simulator_options}
+    options = {"tickers": config.simulator_tickers, **config.simulator_options, **simulator_options}
     # The simulator accepts only $POLYGON_API_KEY when it is set; otherwise any key, ours included.
     simulator = SimulatorProcess(api_key=os.environ.get(ENV_VAR) or None, **options).start()
     return DataSource(client_settings(config, simulator.base_url, api_key), simulator)

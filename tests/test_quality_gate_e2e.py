@@ -1,0 +1,51 @@
+"""The gate end to end: the simulator serves defective bars, and 03_quality stops the run naming exactly those checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib.simulator import universe
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parent.parent
+DAY = "2024-03-04"
+TICKERS = 8
+
+
+def test_defective_bars_fail_the_quality_notebook(tmp_path):
+    symbols = [r["ticker"] for r in universe(TICKERS, 42)]
+    defects = f"dup:{symbols[0]}:{DAY},null_close:{symbols[1]}:{DAY},high_low:{symbols[2]}:{DAY},neg_volume:{symbols[3]}:{DAY}"
+    env = {k: v for k, v in os.environ.items() if k != "POLYGON_API_KEY"}
+    command = [
+        sys.executable, "-m", "lib.run", "-f", "params/local.yaml", "--ds", "2024-03-05", "--start-ds", "2024-03-01",
+        "-p", "warehouse", str(tmp_path / "warehouse"), "-p", "run_dir", str(tmp_path / "run"),
+        "-p", "simulator_tickers", str(TICKERS), "-p", "simulator_options", json.dumps({"defects": defects}),
+        "--notebooks", "01_ingest", "02_monthly_rollup", "03_quality",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode != 0, "a run with defective bars must fail"
+    assert "[01_ingest] ok" in result.stdout and "[02_monthly_rollup] ok" in result.stdout, result.stdout[-3000:]
+    assert "[03_quality] FAILED" in result.stdout
+
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse = tmp_path / "warehouse"
+    cat = SqlCatalog("local", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.as_uri())
+    results = cat.load_table("stocks.quality_results").scan().to_pandas()
+    failed_errors = results[(results.status == "fail") & (results.severity == "error")]
+    assert set(failed_errors.check_name) == {"duplicates", "null_values", "ohlc_consistency", "volume_non_negative"}
+    by_table = {(r.check_name, r.table_name): r.failed_rows for r in failed_errors.itertuples()}
+    assert by_table[("duplicates", "raw_daily_bars")] == 1
+    assert ("duplicates", "stock_prices") not in by_table  # stock_prices keeps one row per key
+    assert by_table[("null_values", "stock_prices")] == 1
+    assert by_table[("ohlc_consistency", "stock_prices")] == 1
+    assert by_table[("volume_non_negative", "stock_prices")] == 1
+    # the notebook's error names the failed checks
+    executed = (tmp_path / "run" / "03_quality.ipynb").read_text()
+    assert "quality gate failed" in executed and "volume_non_negative on stock_prices (1 rows)" in executed
