@@ -1,34 +1,39 @@
-"""Ingestion: the ticker universe on the driver, daily bars fanned out over Spark executors, dead letters kept."""
+"""Ingestion: the ticker universe on the driver, daily bars fanned out over Spark executors, dead letters kept.
+
+Bars are fetched by an asyncio client (`lib.async_client`) inside `mapPartitions`, a bounded number of
+requests in flight per partition, the rate cap split over the partitions. A request that fails for good
+becomes a failure row (`ingest_failures`), never an exception; 401/403 stop the run. Re-running a ds
+replaces cleanly: the run refetches the whole span and the writers swap its dates in one atomic commit
+(`lib.catalog.replace_rows`), so a re-run after failures fills them in and leaves no stale row behind.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import math
+import threading
+import time
+import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lib.async_client import AsyncPolygonClient
 from lib.catalog import SCHEMAS
 from lib.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
-from lib.polygon import ClientSettings, PolygonClient
+from lib.polygon import ClientSettings
+from lib.ratelimit import Pacer, per_partition_rate
 
 NEW_YORK = ZoneInfo("America/New_York")
 RANGE_PAGE_BARS = 50_000
 TICKER_COLUMNS = [f.name for f in SCHEMAS["stock_tickers"].fields if f.name != "ds"]
 
-TASK_SCHEMA = T.StructType(
-    [
-        T.StructField("endpoint", T.StringType()),
-        T.StructField("symbol", T.StringType()),
-        T.StructField("start", T.DateType()),
-        T.StructField("end", T.DateType()),
-    ]
-)
 # One row per fetched bar ('bar'), per request that failed for good ('failure') or per refused key ('auth').
 FETCH_SCHEMA = T.StructType(
     [T.StructField("kind", T.StringType())]
@@ -58,6 +63,17 @@ class FetchResult:
     calls: dict[str, int]
     retries: dict[str, int]
     tasks: int
+    seconds: float = 0.0  # wall time of the fan-out (the executors' calls), not of the writes
+    partitions: int = 0
+    executor_cpu_seconds: float = 0.0  # CPU the partitions' Python workers spent fetching (client cost per call)
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def calls_per_minute(self) -> float:
+        return 60.0 * self.total_calls / self.seconds if self.seconds else 0.0
 
 
 def call_counts(n_days: int, n_tickers: int) -> dict[str, int]:
@@ -135,19 +151,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def run_task(client: PolygonClient, task: FetchTask, adjusted: bool) -> list[tuple]:
+async def run_task(client: AsyncPolygonClient, task: FetchTask, adjusted: bool) -> list[tuple]:
     """Make one planned call; a request that fails for good becomes a failure row, never an exception."""
     try:
         if task.endpoint == "grouped":
-            aggs = client.grouped_daily(task.start, adjusted)
+            aggs = await client.grouped_daily(task.start, adjusted)
             received = _now()
             return [agg_to_row(a.get("T"), a, "grouped", received) for a in aggs]
         if task.endpoint == "range":
-            aggs = client.aggs_range(task.symbol, task.start, task.end, adjusted)
+            aggs = await client.aggs_range(task.symbol, task.start, task.end, adjusted)
             received = _now()
             return [agg_to_row(task.symbol, a, "range", received) for a in aggs]
         if task.endpoint == "open_close":
-            record = client.open_close(task.symbol, task.start, adjusted)
+            record = await client.open_close(task.symbol, task.start, adjusted)
             return [] if record is None else [open_close_to_row(record, _now())]
         raise ValueError(f"unknown endpoint {task.endpoint!r}")
     except PolygonAuthError as exc:
@@ -155,23 +171,56 @@ def run_task(client: PolygonClient, task: FetchTask, adjusted: bool) -> list[tup
                  task.endpoint, _now(), None, str(exc), 1)]  # fmt: skip
     except PolygonRequestFailed as exc:
         return [_failure_row(task, exc.http_status, str(exc), exc.attempts)]
-    except (PolygonError, KeyError, TypeError, ValueError) as exc:
+    except (PolygonError, AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:  # a misshapen answer
         return [_failure_row(task, None, f"{type(exc).__name__}: {exc}", 1)]
 
 
-def _fetch_partition(settings: ClientSettings, adjusted: bool, concurrency: int, accumulators: dict):
-    """mapPartitions body: one client per partition, a bounded thread pool over its tasks."""
+async def fetch_tasks(
+    settings: ClientSettings, tasks: list[FetchTask], adjusted: bool, concurrency: int, pacer: Pacer | None = None
+) -> tuple[list[tuple], Counter, Counter]:
+    """Run tasks on one event loop with at most `concurrency` requests in flight: FETCH_SCHEMA rows, calls, retries.
 
-    def fetch(rows):
-        client = PolygonClient(dataclasses.replace(settings, pool_size=concurrency))
-        tasks = [FetchTask(r.endpoint, r.symbol, r.start, r.end) for r in rows]
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            for result in pool.map(lambda t: run_task(client, t, adjusted), tasks):
-                yield from result
-        for endpoint, n in client.calls.items():
-            accumulators["calls"].add({endpoint: n})
-        for endpoint, n in client.retries.items():
-            accumulators["retries"].add({endpoint: n})
+    `concurrency` workers take tasks from one shared iterator (each task once); after a 401/403 no worker
+    starts another task, and the partition returns a single 'auth' row with what it fetched so far.
+    """
+    rows: list[tuple] = []
+    remaining = iter(tasks)
+    refused: list[tuple] = []
+
+    async with AsyncPolygonClient(settings, concurrency=concurrency, pacer=pacer) as client:
+
+        async def worker() -> None:
+            for task in remaining:
+                if refused:
+                    return
+                result = await run_task(client, task, adjusted)
+                if result and result[0][0] == "auth":
+                    refused.extend(result[:1] if not refused else [])
+                    return
+                rows.extend(result)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(tasks))))))
+    return rows + refused, client.calls, client.retries
+
+
+def _fetch_partition(settings: ClientSettings, adjusted: bool, concurrency: int, accumulators: dict, running: int):
+    """mapPartitionsWithIndex body: one event loop and one async client per partition.
+
+    With a cap, partition i paces at its share and starts i slots of the whole cap late, so the partitions'
+    calls interleave evenly instead of all starting together (which matters at 5 calls a minute)."""
+
+    def fetch(index, chunks):
+        tasks = [FetchTask(*row) for chunk in chunks for row in chunk]
+        if not tasks:
+            return
+        share = settings.max_calls_per_minute
+        pacer = Pacer(share, start_in=(index % running) * 60.0 / (share * running)) if share else None
+        cpu_started = time.process_time()
+        results, calls, retries = asyncio.run(fetch_tasks(settings, tasks, adjusted, concurrency, pacer))
+        accumulators["calls"].add(dict(calls))
+        accumulators["retries"].add(dict(retries))
+        accumulators["cpu"].add(time.process_time() - cpu_started)
+        yield from results
 
     return fetch
 
@@ -187,35 +236,117 @@ class _CounterParam:
         return a
 
 
+PARTITION_CALLS = 20_000  # calls per partition at most, so the progress bar moves during long fan-outs
+
+
+def fetch_partitions(
+    spark: SparkSession, tasks: int, max_calls_per_minute: float = 0.0, partitions: int | None = None
+) -> tuple[int, int]:
+    """(partitions, how many run at once). Without a cap: two per task slot, more for long fan-outs (the progress
+    bar moves, a lost task costs little). With a cap: one per slot, all running at once for the whole fan-out,
+    so the per-partition shares (cap / partitions) add up to the cap and no partition starts late."""
+    slots = max(1, spark.sparkContext.defaultParallelism)
+    if not partitions:
+        wanted = slots if max_calls_per_minute else max(2 * slots, math.ceil(tasks / PARTITION_CALLS))
+        partitions = max(1, min(tasks, wanted))
+    return partitions, min(partitions, slots)
+
+
 def fetch_bars(
     spark: SparkSession,
     settings: ClientSettings,
     tasks: list[FetchTask],
     *,
     adjusted: bool = True,
-    concurrency: int = 16,
+    concurrency: int = 64,
     partitions: int | None = None,
+    progress: bool | None = None,
 ) -> FetchResult:
-    """Run the planned calls on executors; every call is made exactly once (the result is checkpointed)."""
+    """Run the planned calls on executors; every call is made exactly once (the result is checkpointed).
+
+    Each partition runs an asyncio client with `concurrency` requests in flight. `settings.max_calls_per_minute`
+    holds for all partitions together: each paces at its share (cap / partitions running at once). `progress` shows a tqdm
+    bar over Spark tasks on the driver (default: for 1,000 calls or more).
+    Raises PolygonAuthError (401/403: a bad key or an unentitled plan) with the calls made in `.calls`, `.retries`.
+    """
     from pyspark.accumulators import AccumulatorParam
 
     param = type("CounterParam", (_CounterParam, AccumulatorParam), {})()
     accumulators = {"calls": spark.sparkContext.accumulator(Counter(), param),
-                    "retries": spark.sparkContext.accumulator(Counter(), param)}  # fmt: skip
-    partitions = partitions or max(1, min(len(tasks), spark.sparkContext.defaultParallelism * 2))
+                    "retries": spark.sparkContext.accumulator(Counter(), param),
+                    "cpu": spark.sparkContext.accumulator(0.0)}  # fmt: skip
+    partitions, running_at_once = fetch_partitions(spark, len(tasks), settings.max_calls_per_minute, partitions)
+    # Spark runs at most one task per slot, so shares of cap / running_at_once never add up past the cap.
+    partition_settings = dataclasses.replace(
+        settings, max_calls_per_minute=per_partition_rate(settings.max_calls_per_minute, running_at_once)
+    )
     task_rows = [(t.endpoint, t.symbol, t.start, t.end) for t in tasks]
-    task_df = spark.createDataFrame(task_rows, TASK_SCHEMA).repartition(partitions)
-    fetched_rdd = task_df.rdd.mapPartitions(_fetch_partition(settings, adjusted, concurrency, accumulators))
-    # localCheckpoint(eager) materialises once and cuts the lineage: a later action never calls the API again.
-    fetched = spark.createDataFrame(fetched_rdd, FETCH_SCHEMA).localCheckpoint(eager=True)
+    # One chunk per partition, dealt round-robin: parallelize alone slices in batches of 1,024 rows, which
+    # leaves partitions uneven (and an uneven partition finishes late, under a cap at its share of the rate).
+    chunks = [task_rows[i::partitions] for i in range(partitions)]
+    fetched_rdd = spark.sparkContext.parallelize(chunks, partitions).mapPartitionsWithIndex(
+        _fetch_partition(partition_settings, adjusted, concurrency, accumulators, running_at_once)
+    )
+    started = time.monotonic()
+    show = len(tasks) >= 1000 if progress is None else progress
+    with spark_task_progress(spark, f"{len(tasks):,} calls over {partitions} partitions", show):
+        # localCheckpoint(eager) materialises once and cuts the lineage: a later action never calls the API again.
+        fetched = spark.createDataFrame(fetched_rdd, FETCH_SCHEMA).localCheckpoint(eager=True)
+    seconds = time.monotonic() - started
+    calls, retries = dict(accumulators["calls"].value), dict(accumulators["retries"].value)
     auth = fetched.filter(F.col("kind") == "auth").select("error").limit(1).collect()
     if auth:
-        raise PolygonAuthError(auth[0]["error"])
+        error = PolygonAuthError(f"{auth[0]['error']} The run stopped; nothing was written.")
+        error.calls, error.retries = calls, retries
+        raise error
     bars = fetched.filter(F.col("kind") == "bar").drop("kind", "http_status", "error", "attempts")
     failures = fetched.filter(F.col("kind") == "failure").select(
         "symbol", "endpoint", "http_status", "error", "attempts", F.col("received_at").alias("failed_at")
     )
-    return FetchResult(bars, failures, dict(accumulators["calls"].value), dict(accumulators["retries"].value), len(tasks))
+    return FetchResult(bars, failures, calls, retries, len(tasks), seconds, partitions, accumulators["cpu"].value)
+
+
+@contextlib.contextmanager
+def spark_task_progress(spark: SparkSession, description: str, enabled: bool):
+    """A driver-side tqdm bar over the Spark tasks (partitions) of the jobs run inside the block, polled each second."""
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm  # plain text on stderr: the kernel has no ipywidgets, and text survives papermill
+
+    context = spark.sparkContext
+    group = f"fetch-bars-{uuid.uuid4().hex[:8]}"
+    context.setJobGroup(group, description)
+    tracker = context.statusTracker()
+    done = threading.Event()
+
+    def update(bar) -> None:
+        total = completed = 0
+        for job_id in tracker.getJobIdsForGroup(group):
+            job = tracker.getJobInfo(job_id)
+            for stage_id in job.stageIds if job else []:
+                stage = tracker.getStageInfo(stage_id)
+                if stage:
+                    total, completed = total + stage.numTasks, completed + stage.numCompletedTasks
+        if total:
+            bar.total, bar.n = total, completed
+            bar.refresh()
+
+    def watch() -> None:
+        with tqdm(total=None, desc=description, unit="task", mininterval=2.0) as bar:
+            while not done.wait(1.0):
+                update(bar)
+            update(bar)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        context.setLocalProperty("spark.jobGroup.id", None)
+        context.setLocalProperty("spark.job.description", None)
 
 
 def with_run_ds(df: DataFrame, ds: dt.date) -> DataFrame:

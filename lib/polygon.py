@@ -1,4 +1,8 @@
-"""The Polygon REST client: auth, paging by next_url, retries with backoff, pacing. Plain records, no Spark."""
+"""The Polygon REST client: auth, paging by next_url, retries with backoff, pacing. Plain records, no Spark.
+
+`classify` (how an answer is judged) and `backoff_seconds` (how long to wait) are shared with the asyncio
+client of `lib.async_client`, so both behave alike; this sync client (requests) serves the driver's paging.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,16 @@ import datetime as dt
 import json
 import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from lib.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
+from lib.ratelimit import Pacer  # noqa: F401 (re-exported: lib.polygon.Pacer)
 
 TICKERS_PATH = "/v3/reference/tickers"
 GROUPED_PATH = "/v2/aggs/grouped/locale/us/market/stocks/{day}"
@@ -47,26 +51,58 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class Pacer:
-    """Spaces calls evenly so that at most `per_minute` start in any minute (0 means no limit)."""
+# -- what both clients share: how an answer is judged, and how long to wait before trying again -------------
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """One attempt judged. kind: 'ok' (payload holds the JSON object), 'retry' (transient; retry_after from a
+    429's header), 'auth' (401/403: stop the run), 'not_found' (an allowed 404: no data) or 'fatal' (any other
+    4xx: retrying cannot help)."""
 
-    def __init__(self, per_minute: float):
-        self.interval = 60.0 / per_minute if per_minute else 0.0
-        self._next = time.monotonic()
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            time.sleep(start - now)
+    kind: str
+    http_status: int | None = None
+    payload: dict | None = None
+    retry_after: float | None = None
+    message: str = ""
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
+def classify(
+    status: int, body: bytes | str, *, retry_after: str | None = None, allow_not_found: bool = False, path: str = ""
+) -> Outcome:
+    """Judge one HTTP answer (status, body, Retry-After header). Pure: the sync and async clients both use it."""
+    if status in (401, 403):
+        what = "the API key was refused (check POLYGON_API_KEY)" if status == 401 else (
+            "your Polygon plan is not entitled to this endpoint or date range"
+        )
+        detail = _error_detail(body)
+        return Outcome("auth", status, message=f"Polygon answered {status} for {path}: {what}. {detail}".strip())
+    if status == 429 or status >= 500:
+        return Outcome("retry", status, retry_after=retry_after_seconds(retry_after), message=f"HTTP {status}")
+    if status == 404 and allow_not_found:
+        return Outcome("not_found", status)
+    if status >= 400:
+        return Outcome("fatal", status, message=f"Polygon answered {status} for {path}: {_error_detail(body)}")
+    try:
+        payload = json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike: a cut or garbled body
+        return Outcome("retry", status, message=f"malformed JSON in a {status} answer")
+    if not isinstance(payload, dict):
+        return Outcome("retry", status, message="the answer is not a JSON object")
+    return Outcome("ok", status, payload=payload)
+
+
+def transport_failure(description: str) -> Outcome:
+    """A timeout, reset or truncated body: no usable answer, worth another attempt."""
+    return Outcome("retry", None, message=description)
+
+
+def backoff_seconds(attempt: int, settings: ClientSettings, retry_after: float | None = None, uniform=random.uniform):
+    """Wait after failed attempt number `attempt` (1-based): exponential with full jitter, never less than Retry-After."""
+    ceiling = min(settings.backoff_max_s, settings.backoff_initial_s * 2 ** (attempt - 1))
+    return max(uniform(ceiling / 2, ceiling), retry_after or 0.0)  # jitter keeps parallel clients apart
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
     if not value:
         return None
     try:
@@ -78,6 +114,35 @@ def _retry_after_seconds(value: str | None) -> float | None:
             return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
+
+
+_retry_after_seconds = retry_after_seconds  # the former private name
+
+
+def _error_detail(body: bytes | str) -> str:
+    try:
+        payload = json.loads(body)
+        return str(payload.get("error") or payload.get("message") or "") if isinstance(payload, dict) else ""
+    except ValueError:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        return text[:200]
+
+
+def rebase(base_url: str, next_url: str) -> str:
+    """Keep next_url's path and query, on our base URL: the key never goes to another host."""
+    base_url = base_url.rstrip("/")
+    parts = urlsplit(next_url)
+    query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith("apikey="))
+    path = parts.path + (f"?{query}" if query else "")
+    base_path = urlsplit(base_url).path.rstrip("/")
+    if base_path and path.startswith(base_path + "/"):
+        path = path[len(base_path) :]
+    return base_url + path
+
+
+def ticker_path(template: str, ticker: str, **dates: dt.date) -> str:
+    """An endpoint path with the ticker percent-encoded (a '/' in a ticker must not open a new path segment)."""
+    return template.format(ticker=quote(ticker, safe=""), **{k: d.isoformat() for k, d in dates.items()})
 
 
 class PolygonClient:
@@ -100,13 +165,7 @@ class PolygonClient:
     # -- URLs ---------------------------------------------------------------------------------
     def rebase(self, next_url: str) -> str:
         """Keep next_url's path and query, on our base URL: the key never goes to another host."""
-        parts = urlsplit(next_url)
-        query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith("apikey="))
-        path = parts.path + (f"?{query}" if query else "")
-        base_path = urlsplit(self.base_url).path.rstrip("/")
-        if base_path and path.startswith(base_path + "/"):
-            path = path[len(base_path) :]
-        return self.base_url + path
+        return rebase(self.base_url, next_url)
 
     def _url(self, path: str) -> str:
         return urljoin(self.base_url + "/", path.lstrip("/"))
@@ -114,44 +173,31 @@ class PolygonClient:
     # -- one request with retries ---------------------------------------------------------------
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        backoff = min(self.settings.backoff_max_s, self.settings.backoff_initial_s * 2 ** (state.attempt_number - 1))
-        backoff = random.uniform(backoff / 2, backoff)  # full jitter keeps parallel clients apart
-        retry_after = getattr(exc, "retry_after", None) or 0.0
-        return max(backoff, retry_after)
+        return backoff_seconds(state.attempt_number, self.settings, getattr(exc, "retry_after", None))
 
     def _attempt(self, url: str, params: dict | None, endpoint: str, allow_not_found: bool) -> dict | None:
         self.pacer.wait()
         with self._count_lock:
             self.calls[endpoint] += 1
+        path = urlsplit(url).path
         try:
             response = self.session.get(url, params=params, timeout=self.settings.timeout_s)
-        except requests.Timeout as exc:
-            raise _Retryable(f"timed out after {self.settings.timeout_s}s") from exc
+            outcome = classify(response.status_code, response.content, retry_after=response.headers.get("Retry-After"),
+                               allow_not_found=allow_not_found, path=path)  # fmt: skip
+        except requests.Timeout:
+            outcome = transport_failure(f"timed out after {self.settings.timeout_s}s")
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:  # fmt: skip
-            raise _Retryable(f"connection error: {type(exc).__name__}") from exc
-        status = response.status_code
-        if status in (401, 403):
-            detail = _error_text(response)
-            what = "the API key was refused (check POLYGON_API_KEY)" if status == 401 else (
-                "your Polygon plan is not entitled to this endpoint or date range"
-            )
-            raise PolygonAuthError(f"Polygon answered {status} for {urlsplit(url).path}: {what}. {detail}".strip())
-        if status == 429 or status >= 500:
-            raise _Retryable(
-                f"HTTP {status}", http_status=status, retry_after=_retry_after_seconds(response.headers.get("Retry-After"))
-            )
-        if status == 404 and allow_not_found:
+            outcome = transport_failure(f"connection error: {type(exc).__name__}")
+        if outcome.kind == "ok":
+            return outcome.payload
+        if outcome.kind == "not_found":
             return None
-        if status >= 400:
-            raise PolygonError(f"Polygon answered {status} for {urlsplit(url).path}: {_error_text(response)}")
-        try:
-            payload = response.json()
-        except (ValueError, json.JSONDecodeError) as exc:
-            raise _Retryable(f"malformed JSON in a {status} answer", http_status=status) from exc
-        if not isinstance(payload, dict):
-            raise _Retryable("the answer is not a JSON object", http_status=status)
-        return payload
+        if outcome.kind == "auth":
+            raise PolygonAuthError(outcome.message)
+        if outcome.kind == "fatal":
+            raise PolygonError(outcome.message)
+        raise _Retryable(outcome.message, http_status=outcome.http_status, retry_after=outcome.retry_after)
 
     def get_json(self, path_or_url: str, params: dict | None = None, *, endpoint: str = "", allow_not_found=False):
         """GET with retries; returns the JSON object, or None for an allowed 404. Raises PolygonRequestFailed."""
@@ -205,7 +251,7 @@ class PolygonClient:
         return list(page.get("results") or [])
 
     def aggs_range(self, ticker: str, start: dt.date, end: dt.date, adjusted: bool = True) -> list[dict]:
-        path = RANGE_PATH.format(ticker=ticker, start=start.isoformat(), end=end.isoformat())
+        path = ticker_path(RANGE_PATH, ticker, start=start, end=end)
         params = {"adjusted": str(adjusted).lower(), "sort": "asc", "limit": 50000}
         bars: list[dict] = []
         for page in self.paginate(path, params, endpoint="range"):
@@ -214,13 +260,6 @@ class PolygonClient:
 
     def open_close(self, ticker: str, day: dt.date, adjusted: bool = True) -> dict | None:
         """The day's bar, or None when Polygon answers 404 NOT_FOUND (no bar that day)."""
-        path = OPEN_CLOSE_PATH.format(ticker=ticker, day=day.isoformat())
+        path = ticker_path(OPEN_CLOSE_PATH, ticker, day=day)
         return self.get_json(path, {"adjusted": str(adjusted).lower()}, endpoint="open_close", allow_not_found=True)
 
-
-def _error_text(response: requests.Response) -> str:
-    try:
-        body = response.json()
-        return str(body.get("error") or body.get("message") or "")
-    except ValueError:
-        return response.text[:200]

@@ -92,12 +92,72 @@ def test_duplicate_bars_stay_in_raw_and_collapse_in_prices(spark):
 
 
 def test_permanent_failures_become_rows_not_exceptions(spark):
-    with SimulatorProcess(tickers=TICKERS, fail_tickers=universe(TICKERS, 42)[0]["ticker"]) as sim:
+    symbols = [r["ticker"] for r in universe(TICKERS, 42)]
+    with SimulatorProcess(tickers=TICKERS, fail_tickers=symbols[0]) as sim:
         settings = ClientSettings(base_url=sim.base_url, api_key="k", max_attempts=2, backoff_initial_s=0.01)
-        symbols = [r["ticker"] for r in universe(TICKERS, 42)]
-        result = ingest.fetch_bars(spark, settings, ingest.plan_tasks("range", DAYS, symbols), concurrency=4)
-        failures = result.failures.collect()
-        assert [(f.symbol, f.endpoint, f.http_status, f.attempts) for f in failures] == [
-            (symbols[0], "range", 500, 2)
-        ]
-        assert result.raw_bars.select("symbol").distinct().count() == TICKERS - 1
+        ranged = ingest.fetch_bars(spark, settings, ingest.plan_tasks("range", DAYS, symbols), concurrency=4)
+        per_ticker = ingest.fetch_bars(spark, settings, ingest.plan_tasks("per_ticker", DAYS, symbols), concurrency=4)
+    assert [(f.symbol, f.endpoint, f.http_status, f.attempts) for f in ranged.failures.collect()] == [
+        (symbols[0], "range", 500, 2)
+    ]
+    assert ranged.raw_bars.select("symbol").distinct().count() == TICKERS - 1
+    assert sorted((f.symbol, f.endpoint, f.http_status, f.attempts) for f in per_ticker.failures.collect()) == [
+        (symbols[0], "open_close", 500, 2)
+    ] * len(DAYS)
+    assert per_ticker.raw_bars.filter(F.col("symbol") == symbols[0]).count() == 0
+    assert per_ticker.raw_bars.select("symbol").distinct().count() == TICKERS - 1
+    assert per_ticker.retries == {"open_close": len(DAYS)}  # one retry each, then the dead letter
+
+
+def bars_as_received(result):
+    return result.raw_bars.drop("received_at")
+
+
+@pytest.mark.parametrize("strategy", ["per_ticker", "range"])
+def test_transient_faults_are_retried_until_every_bar_arrives_once(spark, simulator, strategy):
+    symbols = [r["ticker"] for r in universe(TICKERS, 42)]
+    tasks = ingest.plan_tasks(strategy, DAYS, symbols)
+    clean = ClientSettings(base_url=simulator.base_url, api_key="k")
+    expected = bars_as_received(ingest.fetch_bars(spark, clean, tasks, concurrency=4))
+    # Retry-After 0 keeps the test fast; that 429s wait for Retry-After is tested on the clients.
+    with SimulatorProcess(tickers=TICKERS, fault_rate=0.3, faults="429,500,503,reset,malformed,truncated",
+                          retry_after=0, fault_seed=11) as faulty:  # fmt: skip
+        settings = ClientSettings(base_url=faulty.base_url, api_key="k", max_attempts=12,
+                                  backoff_initial_s=0.01, backoff_max_s=0.05)  # fmt: skip
+        result = ingest.fetch_bars(spark, settings, tasks, concurrency=4)
+        received = bars_as_received(result)
+        assert result.failures.count() == 0
+        assert sum(result.retries.values()) > 0, "a 30 % fault rate must have caused retries"
+        assert result.total_calls == len(tasks) + sum(result.retries.values())
+        assert received.groupBy("symbol", "date").count().filter("count > 1").count() == 0
+        assert_df_equality(received, expected, ignore_row_order=True)
+
+
+def test_a_refused_key_stops_the_fan_out_without_retries(spark):
+    from lib.errors import PolygonAuthError
+
+    symbols = [r["ticker"] for r in universe(TICKERS, 42)]
+    with SimulatorProcess(tickers=TICKERS, api_key="the-right-key") as sim:
+        settings = ClientSettings(base_url=sim.base_url, api_key="a-wrong-key", max_attempts=5)
+        tasks = ingest.plan_tasks("per_ticker", DAYS, symbols)
+        with pytest.raises(PolygonAuthError, match="401") as error:
+            ingest.fetch_bars(spark, settings, tasks, concurrency=2, partitions=2)
+    assert sum(error.value.calls.values()) <= 2 * 2  # the requests already in flight, no new ones
+    assert not error.value.retries
+    assert "a-wrong-key" not in str(error.value) and "POLYGON_API_KEY" in str(error.value)
+
+
+def test_the_rate_cap_is_split_over_the_partitions_that_run_at_once(spark):
+    from lib.ratelimit import Pacer, per_partition_rate
+
+    slots = spark.sparkContext.defaultParallelism
+    assert ingest.fetch_partitions(spark, 11_000) == (2 * slots, slots)
+    assert ingest.fetch_partitions(spark, 3) == (min(3, 2 * slots), min(3, slots))
+    assert ingest.fetch_partitions(spark, 2_772_000)[0] == 2_772_000 // ingest.PARTITION_CALLS + 1
+    assert ingest.fetch_partitions(spark, 2_772_000, max_calls_per_minute=5) == (slots, slots)  # all at once
+    assert per_partition_rate(6000, 2) == 3000 and per_partition_rate(0, 2) == 0
+    pacer = Pacer(per_minute=600)  # a slot every 0.1 s, booked without sleeping
+    slots_booked = [pacer.reserve() for _ in range(4)]
+    assert [round(b - a, 2) for a, b in zip(slots_booked, slots_booked[1:], strict=False)] == [0.1, 0.1, 0.1]
+    assert Pacer(per_minute=0).reserve() == 0.0
+    assert 1.9 < Pacer(per_minute=5, start_in=2.0).reserve() <= 2.0  # a staggered partition's first slot
