@@ -122,6 +122,14 @@ def build_glue_session(catalog: str, warehouse: str):
     """The Glue job's SparkSession, with an Iceberg GlueCatalog named `catalog` on `warehouse`."""
     from pyspark.sql import SparkSession
 
+    try:  # In a Glue job or interactive session, start Glue's own context so the session below is Glue's.
+        from awsglue.context import GlueContext
+    except ImportError:
+        GlueContext = None
+    if GlueContext is not None:
+        from pyspark import SparkContext
+
+        GlueContext(SparkContext.getOrCreate())
     prefix = f"spark.sql.catalog.{catalog}"
     builder = (
         SparkSession.builder.config("spark.sql.extensions", ICEBERG_EXTENSIONS)
