@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lib.config import RunConfig
+from lib.errors import CommitConflictError
+
+R = TypeVar("R")
 
 PRICE_FIELDS = [
     T.StructField("symbol", T.StringType()),
@@ -100,12 +107,52 @@ TABLE_PROPERTIES = {
 }
 
 
+# Signs that a commit lost a race (another run committed first, or SQLite held the catalog): nothing
+# of the write was committed, and every write here is an idempotent replace, so trying again is safe.
+RETRYABLE_COMMIT_ERRORS = ("CommitFailedException", "ValidationException", "SQLITE_BUSY", "database is locked",
+                           "AlreadyExistsException", "already exists")  # fmt: skip
+COMMIT_ATTEMPTS = 5
+
+
+def _java_error_text(exc: BaseException) -> str:
+    """The message of a Py4J error's Java exception and of every cause below it."""
+    java = getattr(exc, "java_exception", None)
+    parts = [str(exc)]
+    while java is not None:
+        parts.append(f"{java.getClass().getName()}: {java.getMessage()}")
+        java = java.getCause()
+    return "\n".join(parts)
+
+
+def with_commit_retry(table: str, write: Callable[[], R]) -> R:
+    """Run a table write, trying again (with jittered backoff) when its commit lost a race with another run."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import AnalysisException
+
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return write()
+        except (Py4JJavaError, AnalysisException) as exc:
+            text = _java_error_text(exc)
+            if not any(marker in text for marker in RETRYABLE_COMMIT_ERRORS):
+                raise
+            if attempt == COMMIT_ATTEMPTS:
+                cause = next(line for line in text.splitlines() if any(m in line for m in RETRYABLE_COMMIT_ERRORS))
+                raise CommitConflictError(table, cause.strip()[:300]) from None
+            time.sleep(random.uniform(0.5, 2.0) * attempt)
+    raise AssertionError("unreachable")
+
+
 def _ddl_columns(schema: T.StructType) -> str:
     return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema.fields)
 
 
 def ensure_tables(spark: SparkSession, config: RunConfig) -> None:
-    """Create the namespace and every table of the contract when missing (idempotent)."""
+    """Create the namespace and every table of the contract when missing (idempotent, safe to race)."""
+    with_commit_retry(f"{config.catalog}.{config.namespace}", lambda: _create_missing_tables(spark, config))
+
+
+def _create_missing_tables(spark: SparkSession, config: RunConfig) -> None:
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {config.catalog}.{config.namespace}")
     props = ", ".join(f"'{k}'='{v}'" for k, v in TABLE_PROPERTIES.items())
     existing = {row.tableName for row in spark.sql(f"SHOW TABLES IN {config.catalog}.{config.namespace}").collect()}
@@ -145,31 +192,66 @@ def replace_rows(
     outside = conformed.filter(~condition | F.col(column).isNull()).limit(1).count()
     if outside:
         raise ValueError(f"refusing to write {name}: rows with {column} outside {start}..{end}")
-    conformed.writeTo(config.table(name)).overwrite(condition)
+    with_commit_retry(name, lambda: conformed.writeTo(config.table(name)).overwrite(condition))
 
 
 def overwrite_partitions(config: RunConfig, name: str, df: DataFrame) -> None:
     """Atomically replace the partitions present in `df` (dynamic overwrite): one commit."""
-    conform(df, name).writeTo(config.table(name)).overwritePartitions()
+    conformed = conform(df, name)
+    with_commit_retry(name, lambda: conformed.writeTo(config.table(name)).overwritePartitions())
 
 
 def snapshot_count(spark: SparkSession, config: RunConfig, name: str) -> int:
     return spark.table(f"{config.table(name)}.snapshots").count()
 
 
-def maintain(spark: SparkSession, config: RunConfig, name: str, keep_last: int = 10) -> dict:
-    """Compact small files and expire old snapshots of one table, so daily runs do not pile up files."""
+def data_file_count(spark: SparkSession, config: RunConfig, name: str) -> int:
+    return spark.table(f"{config.table(name)}.files").count()
+
+
+def maintain(
+    spark: SparkSession, config: RunConfig, name: str, keep_last: int = 10, where: str | None = None
+) -> dict[str, int]:
+    """Compact small files and expire old snapshots of one table, so daily runs do not pile up files.
+
+    Compaction rewrites a partition holding two or more small data files into one file per target size,
+    sorted by the table's write order when it has one (a partition already in one file is left alone, so a
+    second call rewrites nothing). `where`, a SQL predicate such as "month_start >= '2024-03-01'", limits it
+    to the partitions a run wrote. Then every snapshot but the last `keep_last` is expired, which deletes the
+    files only those snapshots referenced. Table contents never change; time travel reaches back `keep_last`
+    commits. Returns counts of data files and snapshots before and after.
+    """
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be at least 1 (the current snapshot), got {keep_last}")
     table = f"{config.namespace}.{name}"
-    rewritten = spark.sql(
-        f"CALL {config.catalog}.system.rewrite_data_files(table => '{table}', options => map('min-input-files','5'))"
-    ).collect()[0]
-    expired = spark.sql(
-        f"CALL {config.catalog}.system.expire_snapshots(table => '{table}', retain_last => {keep_last}, "
-        f"older_than => TIMESTAMP '{dt.datetime.now(dt.UTC).replace(tzinfo=None):%Y-%m-%d %H:%M:%S}')"
-    ).collect()[0]
+    files_before = data_file_count(spark, config, name)
+    snapshots_before = snapshot_count(spark, config, name)
+    rewrite_args = [
+        f"table => '{table}'",
+        f"strategy => '{'sort' if name in WRITE_ORDER else 'binpack'}'",
+        # Iceberg's default (5) leaves a partition of 2 to 4 small files as it is, for good.
+        "options => map('min-input-files', '2')",
+    ]
+    if where:
+        # A Spark SQL string literal escapes quotes with a backslash ('' would end one literal and start another).
+        rewrite_args.append("where => '{}'".format(where.replace("\\", "\\\\").replace("'", "\\'")))
+    call = f"CALL {config.catalog}.system.rewrite_data_files({', '.join(rewrite_args)})"
+    rewritten = with_commit_retry(name, lambda: spark.sql(call).first())
+    # older_than is now (to the millisecond, in UTC whatever the session's time zone), so retain_last alone
+    # decides what stays; the procedure's default keeps every snapshot of the last five days.
+    now = dt.datetime.now(dt.UTC)
+    expire = (
+        f"CALL {config.catalog}.system.expire_snapshots(table => '{table}', retain_last => {int(keep_last)}, "
+        f"older_than => TIMESTAMP '{now:%Y-%m-%d %H:%M:%S.%f}+00:00')"
+    )
+    expired = with_commit_retry(name, lambda: spark.sql(expire).first())
     return {
+        "data_files_before": files_before,
+        "data_files_after": data_file_count(spark, config, name),
         "rewritten_data_files": rewritten["rewritten_data_files_count"],
         "added_data_files": rewritten["added_data_files_count"],
+        "snapshots_before": snapshots_before,
+        "snapshots_after": snapshot_count(spark, config, name),
         "deleted_data_files": expired["deleted_data_files_count"],
     }
 

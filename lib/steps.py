@@ -25,33 +25,47 @@ class IngestReport:
     raw_rows: int
     price_rows: int
     failures: int
-    calls: dict[str, int]
+    calls: dict[str, int]  # by endpoint, the driver's ticker pages included
     retries: dict[str, int]
-    seconds: float
+    seconds: float  # the whole step: tickers, fan-out, writes
     bars_per_day: pd.DataFrame  # date, bars
     failure_sample: pd.DataFrame
+    fetch_seconds: float = 0.0  # the executors' fan-out alone
+    partitions: int = 0
+    concurrency: int = 0  # requests in flight per partition
+    max_calls_per_minute: float = 0.0
 
     @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
 
     @property
+    def bar_calls(self) -> int:
+        return sum(n for endpoint, n in self.calls.items() if endpoint != "tickers")
+
+    @property
     def calls_per_minute(self) -> float:
-        return 60.0 * self.total_calls / self.seconds if self.seconds else 0.0
+        """Bar calls per minute of the fan-out (the executors' rate, which the cap applies to)."""
+        return 60.0 * self.bar_calls / self.fetch_seconds if self.fetch_seconds else 0.0
 
     def summary(self) -> str:
         if not self.market_days:
             return "no NYSE trading day in the span: nothing to fetch (an empty run)"
+        # lib.run reads the second line (tickers, calls, retries): keep its shape.
+        cap = f"capped at {self.max_calls_per_minute:,.0f}/min" if self.max_calls_per_minute else "no rate cap"
         return (
             f"{self.reason}\n"
             f"{len(self.market_days)} market days, {self.tickers:,} tickers, {self.total_calls:,} calls "
             f"({self.calls_per_minute:,.0f}/min, {sum(self.retries.values())} retries) in {self.seconds:.1f}s; "
             f"raw_daily_bars {self.raw_rows:,} rows, stock_prices {self.price_rows:,} rows, "
-            f"{self.failures} requests failed for good (see ingest_failures)"
+            f"{self.failures} requests failed for good (see ingest_failures)\n"
+            f"fan-out: {self.bar_calls:,} bar calls over {self.partitions} partitions x {self.concurrency} in flight "
+            f"in {self.fetch_seconds:.1f}s ({cap}); re-running this ds fetches the span again and replaces its dates"
         )
 
 
 def client_settings(config: RunConfig, base_url: str, api_key: str) -> ClientSettings:
+    """The client settings of a run: timeout, attempts and the rate cap (for all partitions together)."""
     return ClientSettings(
         base_url=base_url,
         api_key=api_key,
@@ -76,6 +90,8 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
     days = config.span_days
     strategy, reason = ingest.choose_strategy(config.strategy, len(days), len(symbols))
     tasks = ingest.plan_tasks(strategy, days, symbols)
+    # The fan-out's first call waits for the driver's next free slot: ticker pages and bars share one cap.
+    time.sleep(driver_client.pacer.reserve())
     fetched = ingest.fetch_bars(spark, settings, tasks, adjusted=config.adjusted, concurrency=config.concurrency)
 
     raw_bars = ingest.with_run_ds(fetched.raw_bars, config.ds)
@@ -109,6 +125,10 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
         seconds=time.monotonic() - started,
         bars_per_day=bars_per_day,
         failure_sample=failure_rows.limit(20).toPandas(),
+        fetch_seconds=fetched.seconds,
+        partitions=fetched.partitions,
+        concurrency=config.concurrency,
+        max_calls_per_minute=settings.max_calls_per_minute,
     )
 
 
@@ -128,19 +148,33 @@ class RollupReport:
     symbols: int
     seconds: float
     sample: pd.DataFrame  # symbol, date, metric_name, value: a few symbols' arrays exploded back
+    maintenance: dict | None = None  # catalog.maintain's counts, when the run maintained the table
 
     def summary(self) -> str:
         if not self.applied_days:
             return "no NYSE trading day in the span: no month to update (an empty run)"
         months = ", ".join(m.strftime("%Y-%m") for m in self.months)
-        return (
+        text = (
             f"applied {len(self.applied_days)} market days to {len(self.months)} month(s) ({months}): "
             f"{self.rows_written:,} rows for {self.symbols:,} symbols in {self.seconds:.1f}s"
         )
+        if self.maintenance:
+            m = self.maintenance
+            text += (
+                f"; maintenance: data files {m['data_files_before']} -> {m['data_files_after']} "
+                f"({m['rewritten_data_files']} compacted), snapshots {m['snapshots_before']} -> {m['snapshots_after']}"
+            )
+        return text
 
 
-def run_rollup(spark: SparkSession, config: RunConfig, sample_symbols: int = 4) -> RollupReport:
-    """Apply the span's market days to the monthly arrays: one pass, one atomic commit (idempotent)."""
+def run_rollup(
+    spark: SparkSession, config: RunConfig, sample_symbols: int = 4, keep_snapshots: int | None = 10
+) -> RollupReport:
+    """Apply the span's market days to the monthly arrays: one pass, one atomic commit (idempotent).
+
+    Then, unless `keep_snapshots` is None, maintain the table: compact the months just written when they
+    came out in several files, and expire all but the last `keep_snapshots` snapshots (catalog.maintain).
+    """
     from lib import monthly
 
     started = time.monotonic()
@@ -154,6 +188,10 @@ def run_rollup(spark: SparkSession, config: RunConfig, sample_symbols: int = 4) 
     # Checkpoint: the new arrays are computed from the table they replace.
     updated = monthly.apply_days(prices, existing, days).localCheckpoint(eager=True)
     catalog.overwrite_partitions(config, "monthly_stock_prices", updated)
+    maintenance = None
+    if keep_snapshots is not None:
+        written_months = f"month_start >= '{months[0]}' AND month_start <= '{months[-1]}'"
+        maintenance = catalog.maintain(spark, config, "monthly_stock_prices", keep_last=keep_snapshots, where=written_months)
 
     stored = catalog.read_table(spark, config, "monthly_stock_prices").filter(F.col("month_start").isin(months))
     symbols = [r.symbol for r in stored.select("symbol").distinct().orderBy("symbol").limit(sample_symbols).collect()]
@@ -170,6 +208,7 @@ def run_rollup(spark: SparkSession, config: RunConfig, sample_symbols: int = 4) 
         symbols=stored.select("symbol").distinct().count(),
         seconds=time.monotonic() - started,
         sample=sample,
+        maintenance=maintenance,
     )
 
 
