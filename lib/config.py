@@ -114,6 +114,8 @@ class RunConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}.")
         if self.max_calls_per_minute < 0:
             raise ConfigError(f"max_calls_per_minute must be 0 (unlimited) or positive, got {self.max_calls_per_minute}.")
+        if self.env == "local":
+            check_local_warehouse(self.warehouse)
 
     @property
     def span_days(self) -> list[dt.date]:
@@ -131,6 +133,39 @@ class RunConfig:
     def table(self, name: str) -> str:
         """Fully qualified Iceberg table name."""
         return f"{self.catalog}.{self.namespace}.{name}"
+
+
+def check_local_warehouse(warehouse: str | os.PathLike) -> None:
+    """Refuse a local warehouse folder that cannot be created or written, before any work starts.
+
+    Nothing is created here: the folder, or its nearest existing parent, must be a writable directory.
+    URIs (s3://, file://) are left to the catalog.
+    """
+    text = str(warehouse)
+    if "://" in text:
+        return
+    if not text.strip():
+        raise ConfigError("warehouse is empty: name a folder for the Iceberg warehouse, e.g. -p warehouse warehouse.")
+    path = Path(text).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        raise ConfigError(
+            f"warehouse {text!r} is a file, not a folder. "
+            "Point -p warehouse at a folder you can write (it is created when missing)."
+        )
+    if not existing.is_dir():
+        raise ConfigError(
+            f"warehouse {text!r} cannot be created: {str(existing)!r} is a file, not a folder. "
+            "Point -p warehouse at a folder you can write."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == path else f"cannot be created: {str(existing)!r} is not writable"
+        raise ConfigError(
+            f"warehouse {text!r} {what} (permissions or a read-only file system). "
+            "Point -p warehouse at a folder you can write, or fix its permissions."
+        )
 
 
 def load_params_file(path: str | os.PathLike) -> dict[str, Any]:

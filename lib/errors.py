@@ -37,3 +37,17 @@ class PolygonRequestFailed(PolygonError):
 
 class QualityGateError(WorkspaceError):
     """One or more error-severity quality checks failed."""
+
+
+class CommitConflictError(WorkspaceError):
+    """A table write lost a race with another run's commit (an Iceberg conflict or a busy catalog) after its retries.
+
+    Every write replaces exactly its dates or months, so running the same ds again is safe.
+    """
+
+    def __init__(self, table: str, cause: str):
+        super().__init__(
+            f"another run committed to {table} at the same time and this write still conflicted after its retries "
+            f"({cause}). Nothing of this write was committed; run the same ds again (every write is idempotent)."
+        )
+        self.table = table

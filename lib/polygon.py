@@ -239,10 +239,12 @@ class PolygonClient:
         params: dict[str, Any] = {"market": "stocks", "active": str(active).lower(), "limit": limit}
         if as_of:
             params["date"] = as_of.isoformat()
-        records: list[dict] = []
+        # One record per ticker: a cursor that serves a page twice must not double the universe.
+        records: dict[str, dict] = {}
         for page in self.paginate(TICKERS_PATH, params, endpoint="tickers"):
-            records.extend(page.get("results") or [])
-        return records
+            for record in page.get("results") or []:
+                records.setdefault(record.get("ticker"), record)
+        return list(records.values())
 
     def grouped_daily(self, day: dt.date, adjusted: bool = True) -> list[dict]:
         page = self.get_json(
