@@ -1,13 +1,18 @@
-"""Batch runner: the four notebooks through papermill, in order, for one ds or a start_ds..ds range.
+"""Batch runner: the notebooks through papermill, as one range run or one run per market day, with run records.
 
-    python -m lib.run -f params/local.yaml [-p name value]... [--ds D] [--start-ds S] [--notebooks 01_ingest ...]
+python -m lib.run -f params/local.yaml [-p name value]... [--ds D] [--start-ds S] [--notebooks 01_ingest ...]
+python -m lib.run --per-day --start-ds S --ds D [--force]      # the scheduler's way; resumable
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import json
 import os
+import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,11 +20,17 @@ from pathlib import Path
 import yaml
 
 from lib.config import RunConfig, load_params_file
+from lib.errors import WorkspaceError
 from lib.secrets import ENV_VAR
+from lib.trading_days import trading_days
 
 NOTEBOOKS = ("01_ingest", "02_monthly_rollup", "03_quality", "04_trends")
 REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS_DIR = REPO / "notebooks"
 POLYGON_URL = "https://api.polygon.io"
+# Tables whose rows carry the run's ds (one partition per run) rather than the market date of a bar.
+DS_TABLES = ("stock_tickers", "quality_results", "ingest_failures")
+SECRET_NAME = re.compile(r"(^|_)(api_key|password|secret|token)$", re.IGNORECASE)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,12 +39,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     parser.add_argument("--ds", help="run date YYYY-MM-DD (overrides the params file)")
     parser.add_argument("--start-ds", help="first day of a range (overrides the params file)")
-    parser.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, default=list(NOTEBOOKS))
-    return parser.parse_args(argv)
+    parser.add_argument("--notebooks", nargs="+", help=f"a subset, in order (default: {' '.join(NOTEBOOKS)})")
+    parser.add_argument(
+        "--per-day", action="store_true", help="one run per market day of start_ds..ds, in order; complete days are skipped"
+    )
+    parser.add_argument("--force", action="store_true", help="with --per-day: re-run days whose record is complete")
+    parser.add_argument("--runs-root", help="where run records and runs/index.html go (default: runs, or run_dir's parent)")
+    parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)  # tests: fixture notebooks
+    args = parser.parse_args(argv)
+    available = sorted(p.stem for p in _at_repo(args.notebooks_dir).glob("*.ipynb"))
+    if args.notebooks is None:
+        args.notebooks = [n for n in NOTEBOOKS if n in available] or available
+    unknown = [n for n in args.notebooks if n not in available]
+    if unknown:
+        parser.error(f"unknown notebook(s) {unknown}; available in {args.notebooks_dir}: {available}")
+    if args.force and not args.per_day:
+        parser.error("--force only applies to --per-day (a range run always runs)")
+    return args
+
+
+def _at_repo(path: str | os.PathLike) -> Path:
+    """Paths are relative to the repository root, where papermill runs the notebooks."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO / path
 
 
 def resolve_parameters(args: argparse.Namespace) -> dict:
-    params = load_params_file(args.parameters_file)
+    params = load_params_file(_at_repo(args.parameters_file))
     for name, value in args.parameter:
         params[name] = yaml.safe_load(value) if value != "" else ""
     if args.ds:
@@ -43,26 +75,67 @@ def resolve_parameters(args: argparse.Namespace) -> dict:
     if os.environ.get(ENV_VAR) and not params.get("api_base_url"):
         # A key means the real API: the simulator is only the default for users without one.
         params["api_base_url"] = POLYGON_URL
+    explicit_run_dir = bool(params.get("run_dir"))
+    if args.per_day and explicit_run_dir:
+        raise SystemExit(
+            f"--per-day writes one record per day, <runs root>/<ds>/, so it takes no run_dir (got {params['run_dir']!r}); "
+            "drop run_dir and pass --runs-root DIR instead."
+        )
+    if not explicit_run_dir and args.runs_root:
+        params["run_dir"] = str(Path(args.runs_root) / str(params.get("ds")))
     config = RunConfig.from_params(**params)  # refuses bad input before any notebook starts
     params["ds"], params["start_ds"] = str(config.ds), str(config.start_ds)
     params["run_dir"] = config.run_dir
     return params
 
 
-def run_notebooks(params: dict, notebooks: list[str], log=print) -> list[dict]:
-    """Execute the notebooks in order with papermill; stop at the first failure."""
+def runs_root_for(args: argparse.Namespace, params: dict) -> Path:
+    """The folder holding the run records and the runs index."""
+    if args.runs_root:
+        return _at_repo(args.runs_root)
+    return _at_repo(params["run_dir"]).parent
+
+
+def public_parameters(params: dict) -> dict:
+    """The parameters as recorded: nothing that looks like a secret, no query string on URLs."""
+    public = {}
+    for name, value in params.items():
+        if SECRET_NAME.search(name):
+            continue
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            value = value.split("?", 1)[0]
+        public[name] = value
+    return public
+
+
+# --- running notebooks ---------------------------------------------------------------------------------------------
+
+
+def run_notebooks(
+    params: dict,
+    notebooks: list[str],
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    log=print,
+    progress=None,
+    done: list[dict] | None = None,
+) -> list[dict]:
+    """Execute the notebooks in order with papermill; stop at the first failure.
+
+    `done` holds results of notebooks that already succeeded for these parameters (a resumed run): they are kept.
+    """
     import papermill
 
-    run_dir = Path(params["run_dir"])
+    run_dir = _at_repo(params["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for name in notebooks:
+    results = list(done or [])
+    for name in notebooks[len(results) :]:
+        if progress is not None:
+            progress.set_description(f"{params['ds']} {name}")
         started = time.monotonic()
         output = run_dir / f"{name}.ipynb"
-        source = REPO / "notebooks" / f"{name}.ipynb"
+        source = Path(notebooks_dir) / f"{name}.ipynb"
         # Each notebook gets the parameters it declares; the full set was validated up front.
         declared = papermill.inspect_notebook(str(source))
-        log(f"[{name}] running -> {output}")
         try:
             papermill.execute_notebook(
                 str(source),
@@ -74,16 +147,25 @@ def run_notebooks(params: dict, notebooks: list[str], log=print) -> list[dict]:
                 log_output=False,
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
-            results.append({"notebook": name, "status": "failed", "seconds": time.monotonic() - started,
-                            "error": _first_line(exc)})  # fmt: skip
-            log(f"[{name}] FAILED after {time.monotonic() - started:.0f}s: {_first_line(exc)}")
+            seconds = round(time.monotonic() - started, 1)
+            results.append({"notebook": name, "status": "failed", "seconds": seconds, "error": _first_line(exc)})
+            log(f"  {params['ds']} {name} FAILED after {seconds:.0f}s: {_first_line(exc)}")
+            if progress is not None:
+                progress.update(1)
             break
-        results.append({"notebook": name, "status": "ok", "seconds": round(time.monotonic() - started, 1)})
-        log(f"[{name}] ok in {time.monotonic() - started:.0f}s")
+        seconds = round(time.monotonic() - started, 1)
+        results.append({"notebook": name, "status": "ok", "seconds": seconds})
+        log(f"  {params['ds']} {name} ok in {seconds:.0f}s")
+        if progress is not None:
+            progress.update(1)
+    ran = {r["notebook"] for r in results}
+    results += [{"notebook": n, "status": "not run", "seconds": None} for n in notebooks if n not in ran]
     return results
 
 
 def _first_line(exc: Exception) -> str:
+    if getattr(exc, "ename", None):  # papermill's PapermillExecutionError: the exception raised in the cell
+        return f"{exc.ename}: {exc.evalue}"[:400]
     text = str(exc).strip()
     for line in text.splitlines():
         if line.strip().startswith(("Exception", "Error")) or "Error:" in line:
@@ -91,44 +173,367 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[-1][:400] if text else type(exc).__name__
 
 
-def table_counts(params: dict) -> dict[str, int]:
-    """Rows per table, read without a JVM through pyiceberg."""
-    from lib.catalog import SCHEMAS, pyiceberg_catalog
+# --- what a run produced -------------------------------------------------------------------------------------------
 
-    config = RunConfig.from_params(**params)
-    if config.env != "local":
+
+def _catalog(params: dict):
+    """pyiceberg on the run's local catalog, or None when there is none to read (Glue, or nothing written yet)."""
+    from lib.catalog import pyiceberg_catalog
+
+    config = RunConfig.from_params(**dict(params, warehouse=str(_at_repo(params.get("warehouse") or "warehouse"))))
+    if config.env != "local" or not (Path(config.warehouse) / "catalog.db").is_file():
+        return None, config
+    return pyiceberg_catalog(config), config
+
+
+def table_rows(params: dict) -> dict[str, dict[str, int]]:
+    """Rows per table: in the run's span (what this run wrote) and in the whole table. Read through pyiceberg."""
+    from lib.catalog import SCHEMAS
+    from lib.monthly import month_start
+
+    cat, config = _catalog(params)
+    if cat is None:
         return {}
-    cat = pyiceberg_catalog(config)
-    counts = {}
+    months = sorted({month_start(d) for d in config.span_days} | {month_start(config.ds)})
+    span_filters = {
+        "monthly_stock_prices": ("month_start", " or ".join(f"month_start = '{m}'" for m in months)),
+        **{name: ("ds", f"ds = '{config.ds}'") for name in DS_TABLES},
+    }
+    rows = {}
     for name in SCHEMAS:
         try:
-            counts[name] = len(cat.load_table(f"{config.namespace}.{name}").scan().to_arrow())
-        except Exception:  # a table the run did not reach yet
-            counts[name] = 0
-    return counts
+            table = cat.load_table(f"{config.namespace}.{name}")
+        except Exception:  # a table the run did not reach
+            continue
+        snapshot = table.current_snapshot()
+        total = int(snapshot.summary.get("total-records", 0)) if snapshot and snapshot.summary else 0
+        column, row_filter = span_filters.get(name, ("date", f"date >= '{config.start_ds}' and date <= '{config.ds}'"))
+        in_span = table.scan(row_filter=row_filter, selected_fields=(column,)).to_arrow().num_rows if snapshot else 0
+        rows[name] = {"run_rows": in_span, "total_rows": total}
+    return rows
+
+
+def table_counts(params: dict) -> dict[str, int]:
+    """Rows per table, read without a JVM through pyiceberg."""
+    return {name: counts["total_rows"] for name, counts in table_rows(params).items()}
+
+
+def quality_summary(params: dict) -> dict | None:
+    """This ds's rows of quality_results, as the report shows them."""
+    cat, config = _catalog(params)
+    if cat is None:
+        return None
+    try:
+        table = cat.load_table(f"{config.namespace}.quality_results")
+    except Exception:
+        return None
+    if table.current_snapshot() is None:
+        return None
+    frame = table.scan(row_filter=f"ds = '{config.ds}'").to_pandas()
+    checks = [
+        {
+            "check_name": r.check_name,
+            "table_name": r.table_name,
+            "severity": r.severity,
+            "status": r.status,
+            "failed_rows": int(r.failed_rows),
+            "details": r.details,
+        }
+        for r in frame.sort_values(["check_name", "table_name"]).itertuples()
+    ]
+    failed = [c for c in checks if c["status"] == "fail"]
+    return {
+        "checks_run": len(checks),
+        "failed": len(failed),
+        "failed_errors": sum(1 for c in failed if c["severity"] == "error"),
+        "checks": checks,
+    }
+
+
+CALLS_LINE = re.compile(r"([\d,]+) tickers, ([\d,]+) calls \(.*?(\d+) retries\)")
+
+
+def ingest_calls(run_dir: Path) -> dict | None:
+    """Calls made, read from the executed 01_ingest's printed summary (the notebook exposes no other channel)."""
+    import nbformat
+
+    executed = Path(run_dir) / "01_ingest.ipynb"
+    if not executed.is_file():
+        return None
+    for cell in nbformat.read(str(executed), as_version=4).cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") if output.get("output_type") == "stream" else ""
+            match = CALLS_LINE.search(text)
+            if match:
+                reason = text[: match.start()].strip().splitlines()
+                return {
+                    "total": int(match.group(2).replace(",", "")),
+                    "retries": int(match.group(3)),
+                    "tickers": int(match.group(1).replace(",", "")),
+                    "strategy": reason[-2] if len(reason) > 1 else "",
+                }
+    return None
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("pyspark", "pyiceberg", "papermill"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    match = re.search(r"runtime-[\d.]+_[\d.]+-([\d.]+)\.jar", _iceberg_jar_name())
+    found["iceberg"] = match.group(1) if match else "unknown"
+    return found
+
+
+def _iceberg_jar_name() -> str:
+    import importlib
+
+    for module in ("lib.session", "lib.catalog"):  # whichever module pins the Iceberg runtime jar
+        try:
+            return importlib.import_module(module).ICEBERG_JAR_NAME
+        except (ImportError, AttributeError):
+            continue
+    return ""
+
+
+# --- run records ---------------------------------------------------------------------------------------------------
+
+
+def load_record(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def changed_parameters(record: dict | None, params: dict) -> list[str]:
+    """Names whose value differs between a record and these parameters."""
+    if not record:
+        return []
+    old, new = record.get("parameters", {}), _as_recorded(params)
+    return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
+
+
+def _as_recorded(params: dict) -> dict:
+    return json.loads(json.dumps(public_parameters(params), default=str))
+
+
+def completed_notebooks(record: dict | None, params: dict, notebooks: list[str]) -> list[dict]:
+    """Results of the leading notebooks that already succeeded for exactly these parameters (what a resume keeps)."""
+    if not record or record.get("parameters") != _as_recorded(params):
+        return []
+    previous = {r["notebook"]: r for r in record.get("notebooks", [])}
+    kept = []
+    for name in notebooks:
+        result = previous.get(name)
+        if not result or result["status"] != "ok" or not (_at_repo(params["run_dir"]) / f"{name}.ipynb").is_file():
+            break
+        kept.append(dict(result, resumed=True))
+    return kept
+
+
+def is_complete(record: dict | None, params: dict, notebooks: list[str]) -> bool:
+    """A run record is complete when it finished ok and holds every requested notebook, for the same parameters."""
+    return bool(record) and record.get("status") == "ok" and len(completed_notebooks(record, params, notebooks)) == len(notebooks)
+
+
+def write_record(params: dict, notebooks: list[dict], mode: str, started_at: str, seconds: float, status: str) -> dict:
+    """run.json and index.html for one run; returns the record."""
+    from lib import report
+
+    run_dir = _at_repo(params["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = RunConfig.from_params(**params)
+    finished = status != "running"
+    record = {
+        "status": status,
+        "mode": mode,
+        "parameters": public_parameters(params),
+        "market_days": len(config.span_days),
+        "started_at": started_at,
+        "finished_at": _utc_now() if finished else "",
+        "seconds": round(seconds, 1),
+        "notebooks": notebooks,
+        "tables": table_rows(params) if finished else {},
+        "calls": ingest_calls(run_dir) if finished else None,
+        "quality": quality_summary(params) if finished else None,
+        "figures": sorted(p.name for p in (run_dir / "figures").glob("*.png")),
+        "versions": versions(),
+    }
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    if finished:
+        report.write_run_report(run_dir, record)
+    return record
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclasses.dataclass
+class Outcome:
+    ds: str
+    status: str  # ok, failed, skipped, not trading, not run, interrupted
+    run_dir: Path | None = None
+    note: str = ""
+
+
+def run_once(params: dict, notebooks: list[str], notebooks_dir: Path, mode: str, log, progress, resume: bool) -> dict:
+    """One run (one ds or one range): a 'running' record first, then the notebooks, then the finished record."""
+    run_dir = _at_repo(params["run_dir"])
+    done = completed_notebooks(load_record(run_dir), params, notebooks) if resume else []
+    if done:
+        log(f"  {params['ds']}: resuming after {', '.join(r['notebook'] for r in done)} (succeeded in the last attempt)")
+        if progress is not None:
+            progress.update(len(done))
+    started_at, started = _utc_now(), time.monotonic()
+    write_record(params, done, mode, started_at, 0.0, "running")
+    status = "failed"
+    results = done
+    try:
+        results = run_notebooks(params, notebooks, notebooks_dir, log=log, progress=progress, done=done)
+        status = "ok" if all(r["status"] == "ok" for r in results) else "failed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        record = write_record(params, results, mode, started_at, time.monotonic() - started, status)
+    return record
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="notebook", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+
+def main_range(args: argparse.Namespace, params: dict) -> int:
+    """One run over start_ds..ds: the fast path (range ingestion, one-pass rollup)."""
+    source = params.get("api_base_url") or "the bundled simulator"
+    run_dir = _at_repo(params["run_dir"])
+    print(f"range run {params['start_ds']}..{params['ds']} against {source}; record in {run_dir}/")
+    progress = _progress(len(args.notebooks))
+    try:
+        record = run_once(params, args.notebooks, _at_repo(args.notebooks_dir), "range", progress.write, progress, False)
+    finally:
+        progress.close()
+    index = _write_index(runs_root_for(args, params))
+    ok = record["status"] == "ok"
+    print()
+    print(f"{'succeeded' if ok else 'FAILED'} in {record['seconds']:.0f}s")
+    for name, counts in record["tables"].items():
+        print(f"  {name:<22} {counts['total_rows']:>10,} rows ({counts['run_rows']:,} in this run's span)")
+    if record["quality"]:
+        print(f"  quality: {record['quality']['checks_run']} checks, {record['quality']['failed']} failed")
+    print(f"  figures: {len(record['figures'])} PNG in {run_dir / 'figures'}")
+    print(f"  executed notebooks: {run_dir}/*.ipynb (open them in `make lab`)")
+    print(f"  report: {run_dir / 'index.html'}   all runs: {index}")
+    return 0 if ok else 1
+
+
+def main_per_day(args: argparse.Namespace, params: dict) -> int:
+    """One run per market day of start_ds..ds, in order; skips complete days, stops at the first failed day."""
+    from lib.trading_days import is_trading_day
+
+    start, end = dt.date.fromisoformat(params["start_ds"]), dt.date.fromisoformat(params["ds"])
+    runs_root = runs_root_for(args, params)
+    calendar_days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    market_days = [d for d in calendar_days if is_trading_day(d)]
+    source = params.get("api_base_url") or "the bundled simulator"
+    print(
+        f"per-day runs {start}..{end}: {len(market_days)} market day(s) of {len(calendar_days)} against {source}; "
+        f"records in {runs_root}/<ds>/"
+    )
+    outcomes: list[Outcome] = []
+    progress = _progress(len(market_days) * len(args.notebooks))
+    failed = False
+    try:
+        for day in calendar_days:
+            ds = day.isoformat()
+            if not is_trading_day(day):
+                progress.write(f"  {ds} ({day:%A}): not a NYSE trading day, skipped")
+                outcomes.append(Outcome(ds, "not trading"))
+                continue
+            day_params = dict(params, ds=ds, start_ds=ds, run_dir=str(runs_root / ds))
+            run_dir = _at_repo(day_params["run_dir"])
+            if failed:
+                outcomes.append(Outcome(ds, "not run", run_dir))
+                continue
+            previous = load_record(run_dir)
+            changed = changed_parameters(previous, day_params)
+            if changed and previous.get("status") == "ok" and not args.force:
+                progress.write(f"  {ds}: parameters {changed} differ from the record's, re-running")
+            if not args.force and is_complete(previous, day_params, args.notebooks):
+                progress.write(f"  {ds}: record complete in {run_dir}, skipped (--force re-runs it)")
+                progress.update(len(args.notebooks))
+                outcomes.append(Outcome(ds, "skipped", run_dir))
+                continue
+            try:
+                record = run_once(
+                    day_params,
+                    args.notebooks,
+                    _at_repo(args.notebooks_dir),
+                    "per-day",
+                    progress.write,
+                    progress,
+                    resume=not args.force,
+                )
+            except KeyboardInterrupt:
+                outcomes.append(Outcome(ds, "interrupted", run_dir))
+                raise
+            if record["status"] == "ok":
+                outcomes.append(Outcome(ds, "ok", run_dir))
+            else:
+                failed = True
+                failure = next(r for r in record["notebooks"] if r["status"] == "failed")
+                outcomes.append(Outcome(ds, "failed", run_dir, f"{failure['notebook']}: {failure.get('error', '')}"))
+    finally:
+        progress.close()
+        index = _write_index(runs_root)
+    print()
+    print(per_day_summary(outcomes, runs_root, index))
+    return 1 if failed else 0
+
+
+def per_day_summary(outcomes: list[Outcome], runs_root: Path, index: Path) -> str:
+    count = {s: sum(1 for o in outcomes if o.status == s) for s in ("ok", "skipped", "not trading", "failed", "not run")}
+    lines = [
+        f"{'FAILED' if count['failed'] else 'succeeded'}: {count['ok']} day(s) done, {count['skipped']} skipped "
+        f"(record complete), {count['not trading']} not trading day(s), {count['failed']} failed, "
+        f"{count['not run']} not run"
+    ]
+    for outcome in outcomes:
+        if outcome.status == "failed":
+            lines.append(f"  failed: {outcome.ds} ({outcome.note}); report: {outcome.run_dir / 'index.html'}")
+    not_run = [o.ds for o in outcomes if o.status == "not run"]
+    if not_run:
+        lines.append(f"  not run: {not_run[0]}..{not_run[-1]}; run the same command again to resume from the failed day")
+    lines.append(f"  records: {runs_root}/<ds>/ (run.json, executed notebooks, figures, index.html)")
+    lines.append(f"  all runs: {index}")
+    return "\n".join(lines)
+
+
+def _write_index(runs_root: Path) -> Path:
+    from lib import report
+
+    return report.write_runs_index(runs_root)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    params = resolve_parameters(args)
-    source = params.get("api_base_url") or "the bundled simulator"
-    print(f"run {params['start_ds']}..{params['ds']} against {source}; record in {params['run_dir']}/")
-    started = time.monotonic()
-    results = run_notebooks(params, args.notebooks)
-    ok = len(results) == len(args.notebooks) and all(r["status"] == "ok" for r in results)
-    run_dir = Path(params["run_dir"])
-    figures = sorted(p.name for p in (run_dir / "figures").glob("*.png"))
-    counts = table_counts(params)
-    record = {"parameters": params, "notebooks": results, "tables": counts, "figures": figures,
-              "status": "ok" if ok else "failed", "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str))
-    print()
-    print(f"{'succeeded' if ok else 'FAILED'} in {time.monotonic() - started:.0f}s")
-    for name, count in counts.items():
-        print(f"  {name:<22} {count:>10,} rows")
-    print(f"  figures: {len(figures)} PNG in {run_dir / 'figures'}")
-    print(f"  executed notebooks: {run_dir}/*.ipynb (open them in `make lab`)")
-    return 0 if ok else 1
+    try:
+        params = resolve_parameters(args)
+    except WorkspaceError as exc:  # bad input: say what was wrong and what to do, without a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not trading_days(dt.date.fromisoformat(params["start_ds"]), dt.date.fromisoformat(params["ds"])):
+        print(f"no NYSE trading day in {params['start_ds']}..{params['ds']}: nothing to fetch (an empty run); "
+              "the notebooks still run and record that")  # fmt: skip
+    return main_per_day(args, params) if args.per_day else main_range(args, params)
 
 
 if __name__ == "__main__":
