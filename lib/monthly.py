@@ -66,6 +66,11 @@ def _slot_value(day_of_month: Column) -> Column:
     )
 
 
+def _field_of(metric: str):
+    """A (day, bar) -> bar.metric lambda for transform_values (Spark counts a lambda's parameters)."""
+    return lambda _day, bar: bar[metric]
+
+
 def apply_days(prices: DataFrame, existing: DataFrame | None, applied_days: Sequence[dt.date]) -> DataFrame:
     """The complete new `monthly_stock_prices` rows of every month touched by `applied_days`.
 
@@ -87,17 +92,30 @@ def apply_days(prices: DataFrame, existing: DataFrame | None, applied_days: Sequ
     applied_months = _applied_months(spark, applied_days)
     touched_months = sorted({month_start(day) for day in applied_days})
 
-    applied_values = (
+    # Group once per (symbol, month) with every metric of a day in one struct, then fan out to the metrics:
+    # a seventh of the rows to shuffle compared with unpivoting first.
+    bars_by_day = (
         prices.where(F.col("date").isin(sorted(set(applied_days))))
         .select(
             "symbol",
             F.trunc("date", "month").alias("month_start"),
             F.dayofmonth("date").alias("day_of_month"),
-            *(F.col(metric).cast(DoubleType()).alias(metric) for metric in METRICS),
+            F.struct(*(F.col(metric).cast(DoubleType()).alias(metric) for metric in METRICS)).alias("bar"),
         )
-        .unpivot(["symbol", "month_start", "day_of_month"], list(METRICS), "metric_name", "value")
-        .groupBy("symbol", "month_start", "metric_name")
-        .agg(F.map_from_entries(F.collect_list(F.struct("day_of_month", "value"))).alias("applied_values"))
+        .groupBy("symbol", "month_start")
+        .agg(F.map_from_entries(F.collect_list(F.struct("day_of_month", "bar"))).alias("bars"))
+    )
+    per_metric = F.array(
+        *(
+            F.struct(
+                F.lit(metric).alias("metric_name"),
+                F.transform_values("bars", _field_of(metric)).alias("applied_values"),
+            )
+            for metric in METRICS
+        )
+    )
+    applied_values = bars_by_day.select("symbol", "month_start", F.explode(per_metric).alias("metric")).select(
+        "symbol", "month_start", "metric.metric_name", "metric.applied_values"
     )
 
     if existing is None:
