@@ -30,8 +30,9 @@ def test_defective_bars_fail_the_quality_notebook(tmp_path):
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode != 0, "a run with defective bars must fail"
-    assert "[01_ingest] ok" in result.stdout and "[02_monthly_rollup] ok" in result.stdout, result.stdout[-3000:]
-    assert "[03_quality] FAILED" in result.stdout
+    output = result.stdout + result.stderr
+    assert "01_ingest ok" in output and "02_monthly_rollup ok" in output, output[-3000:]
+    assert "03_quality FAILED" in output
 
     from pyiceberg.catalog.sql import SqlCatalog
 
