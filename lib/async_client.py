@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from lib.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
+from lib.errors import PolygonRequestFailed
 from lib.polygon import (
     GROUPED_PATH,
     OPEN_CLOSE_PATH,
@@ -24,6 +24,7 @@ from lib.polygon import (
     backoff_seconds,
     classify,
     rebase,
+    settle,
     ticker_path,
     transport_failure,
 )
@@ -84,14 +85,9 @@ class AsyncPolygonClient:
         attempts = self.settings.max_attempts
         for attempt in range(1, attempts + 1):
             outcome = await self._attempt(url, endpoint, allow_not_found)
-            if outcome.kind == "ok":
-                return outcome.payload
-            if outcome.kind == "not_found":
-                return None
-            if outcome.kind == "auth":
-                raise PolygonAuthError(outcome.message)
-            if outcome.kind == "fatal":
-                raise PolygonError(outcome.message)
+            final, payload = settle(outcome)
+            if final:
+                return payload
             if attempt < attempts:
                 self.retries[endpoint] += 1
                 await asyncio.sleep(backoff_seconds(attempt, self.settings, outcome.retry_after))

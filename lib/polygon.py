@@ -90,6 +90,20 @@ def classify(
     return Outcome("ok", status, payload=payload)
 
 
+def settle(outcome: Outcome) -> tuple[bool, dict | None]:
+    """(True, payload) for a final answer (payload None when not found); raises for a refused key or a
+    fatal answer; (False, None) when the caller should try again."""
+    if outcome.kind == "ok":
+        return True, outcome.payload
+    if outcome.kind == "not_found":
+        return True, None
+    if outcome.kind == "auth":
+        raise PolygonAuthError(outcome.message)
+    if outcome.kind == "fatal":
+        raise PolygonError(outcome.message)
+    return False, None
+
+
 def transport_failure(description: str) -> Outcome:
     """A timeout, reset or truncated body: no usable answer, worth another attempt."""
     return Outcome("retry", None, message=description)
@@ -189,14 +203,9 @@ class PolygonClient:
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:  # fmt: skip
             outcome = transport_failure(f"connection error: {type(exc).__name__}")
-        if outcome.kind == "ok":
-            return outcome.payload
-        if outcome.kind == "not_found":
-            return None
-        if outcome.kind == "auth":
-            raise PolygonAuthError(outcome.message)
-        if outcome.kind == "fatal":
-            raise PolygonError(outcome.message)
+        final, payload = settle(outcome)
+        if final:
+            return payload
         raise _Retryable(outcome.message, http_status=outcome.http_status, retry_after=outcome.retry_after)
 
     def get_json(self, path_or_url: str, params: dict | None = None, *, endpoint: str = "", allow_not_found=False):

@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lib.catalog import SCHEMAS
 from lib.errors import ConfigError, QualityGateError
 from lib.trading_days import trading_days
 
@@ -47,18 +48,8 @@ DEFAULT_THRESHOLDS: dict = {
 
 CHECK_NAMES = tuple(DEFAULT_THRESHOLDS["severity"])
 
-QUALITY_RESULTS_SCHEMA = T.StructType(
-    [
-        T.StructField("ds", T.DateType()),
-        T.StructField("table_name", T.StringType()),
-        T.StructField("check_name", T.StringType()),
-        T.StructField("severity", T.StringType()),
-        T.StructField("status", T.StringType()),
-        T.StructField("failed_rows", T.LongType()),
-        T.StructField("details", T.StringType()),
-        T.StructField("checked_at", T.TimestampType()),
-    ]
-)
+# The table is the catalog's; one definition of its columns.
+QUALITY_RESULTS_SCHEMA = SCHEMAS["quality_results"]
 
 
 @dataclass(frozen=True)
