@@ -9,9 +9,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
+    BooleanType,
     DateType,
     DoubleType,
-    IntegerType,
     StringType,
     StructField,
     StructType,
@@ -35,7 +35,8 @@ DAILY_COLUMNS = ("symbol", "date", *METRICS)
 _APPLIED_MONTHS_SCHEMA = StructType(
     [
         StructField("month_start", DateType()),
-        StructField("applied_days_of_month", ArrayType(IntegerType())),
+        # applied_mask[d - 1] is true when day d of the month is applied now (31 slots for every month).
+        StructField("applied_mask", ArrayType(BooleanType())),
         StructField("last_applied_day", DateType()),
     ]
 )
@@ -47,28 +48,37 @@ def month_start(day: dt.date) -> dt.date:
 
 
 def _applied_months(spark, applied_days: Sequence[dt.date]) -> DataFrame:
-    """One tiny row per touched month: which days of it are applied now, and the latest of them."""
+    """One tiny row per touched month: a mask of the days of it applied now, and the latest of them."""
     days_by_month: dict[dt.date, set[dt.date]] = {}
     for day in applied_days:
         days_by_month.setdefault(month_start(day), set()).add(day)
-    rows = [(month, sorted(day.day for day in days), max(days)) for month, days in sorted(days_by_month.items())]
+    rows = [
+        (month, [dt.date(month.year, month.month, 1) + dt.timedelta(days=i) in days for i in range(31)], max(days))
+        for month, days in sorted(days_by_month.items())
+    ]
     return spark.createDataFrame(rows, _APPLIED_MONTHS_SCHEMA)
 
 
-def _slot_value(day_of_month: Column) -> Column:
-    """Value of one slot: the applied day's price if that day is applied now, else the previous array's value.
+def _days_of_month(from_date: str = "from_date") -> Column:
+    """1, 2, ..., day of month of `from_date`: the slots (1-based) of an array ending on that day."""
+    return F.sequence(F.lit(1), F.dayofmonth(from_date))
 
-    Safe under ANSI mode: a map lookup of a missing key (a symbol without a bar that day) is null, and
-    the previous array is indexed only below its size (element_at past the end raises under ANSI).
+
+def _slot_value(metric: str):
+    """A day -> value lambda: the applied bar's value if that day is applied now, else the previous array's value.
+
+    Every lookup is by position (constant time; Spark evaluates lambdas interpreted, so a search per slot
+    would dominate a backfill). Safe under ANSI mode: the mask has 31 slots and `day_bars` ends on
+    `from_date`, and the previous array is indexed only below its size (element_at past the end raises).
     """
-    return F.when(F.array_contains("applied_days_of_month", day_of_month), F.col("applied_values")[day_of_month]).when(
-        day_of_month <= F.size("previous_array"), F.element_at("previous_array", day_of_month)
-    )
+    previous = F.col(f"previous_{metric}")
 
+    def value(day: Column) -> Column:
+        return F.when(F.element_at("applied_mask", day), F.element_at("day_bars", day)[metric]).when(
+            day <= F.size(previous), F.element_at(previous, day)
+        )
 
-def _field_of(metric: str):
-    """A (day, bar) -> bar.metric lambda for transform_values (Spark counts a lambda's parameters)."""
-    return lambda _day, bar: bar[metric]
+    return value
 
 
 def apply_days(prices: DataFrame, existing: DataFrame | None, applied_days: Sequence[dt.date]) -> DataFrame:
@@ -89,11 +99,25 @@ def apply_days(prices: DataFrame, existing: DataFrame | None, applied_days: Sequ
     spark = prices.sparkSession
     if not applied_days:
         return spark.createDataFrame([], MONTHLY_SCHEMA)
-    applied_months = _applied_months(spark, applied_days)
     touched_months = sorted({month_start(day) for day in applied_days})
 
-    # Group once per (symbol, month) with every metric of a day in one struct, then fan out to the metrics:
-    # a seventh of the rows to shuffle compared with unpivoting first.
+    if existing is None:
+        existing = spark.createDataFrame([], MONTHLY_SCHEMA)
+    existing_in_touched_months = existing.where(F.col("month_start").isin(touched_months))
+    previous_from_dates = existing_in_touched_months.groupBy("month_start").agg(F.max("from_date").alias("previous_from_date"))
+    months = F.broadcast(
+        _applied_months(spark, applied_days)
+        .join(F.broadcast(previous_from_dates), "month_start", "left")
+        .select(
+            "month_start",
+            "applied_mask",
+            # greatest() skips nulls: a month new to the table takes its latest applied day.
+            F.greatest("previous_from_date", "last_applied_day").alias("from_date"),
+        )
+    )
+
+    # Both sides are grouped by (symbol, month), so they meet without another shuffle: the day's bars (every
+    # metric of a day in one struct) placed once in an array of bars, and the previous arrays, one column a metric.
     bars_by_day = (
         prices.where(F.col("date").isin(sorted(set(applied_days))))
         .select(
@@ -105,45 +129,32 @@ def apply_days(prices: DataFrame, existing: DataFrame | None, applied_days: Sequ
         .groupBy("symbol", "month_start")
         .agg(F.map_from_entries(F.collect_list(F.struct("day_of_month", "bar"))).alias("bars"))
     )
+    previous_arrays = existing_in_touched_months.groupBy("symbol", "month_start").agg(
+        # first(): one array per (symbol, month, metric); a duplicated row in a damaged table collapses to one.
+        *(F.first(F.when(F.col("metric_name") == metric, F.col("metric_array")), ignorenulls=True).alias(f"previous_{metric}")
+          for metric in METRICS)
+    )  # fmt: skip
+    combined = (
+        bars_by_day.join(previous_arrays, ["symbol", "month_start"], "full")
+        .join(months, "month_start")
+        # A map lookup scans the map's keys: done once per slot of a (symbol, month), not once per metric too.
+        .withColumn("day_bars", F.transform(_days_of_month(), lambda day: F.col("bars")[day]))
+    )
     per_metric = F.array(
         *(
             F.struct(
-                F.lit(metric).alias("metric_name"),
-                F.transform_values("bars", _field_of(metric)).alias("applied_values"),
+                F.when(F.lit(True), F.lit(metric)).alias("metric_name"),  # nullable, as the table's column
+                F.transform(_days_of_month(), _slot_value(metric)).alias("metric_array"),
             )
             for metric in METRICS
         )
     )
-    applied_values = bars_by_day.select("symbol", "month_start", F.explode(per_metric).alias("metric")).select(
-        "symbol", "month_start", "metric.metric_name", "metric.applied_values"
-    )
-
-    if existing is None:
-        existing = spark.createDataFrame([], MONTHLY_SCHEMA)
-    existing_in_touched_months = existing.where(F.col("month_start").isin(touched_months))
-    previous_arrays = existing_in_touched_months.select(
-        "symbol", "metric_name", "month_start", F.col("metric_array").alias("previous_array")
-    )
-    previous_from_dates = existing_in_touched_months.groupBy("month_start").agg(F.max("from_date").alias("previous_from_date"))
-    months = applied_months.join(F.broadcast(previous_from_dates), "month_start", "left").select(
-        "month_start",
-        "applied_days_of_month",
-        # greatest() skips nulls: a month new to the table takes its latest applied day.
-        F.greatest("previous_from_date", "last_applied_day").alias("from_date"),
-    )
-
-    return (
-        applied_values.join(previous_arrays, ["symbol", "metric_name", "month_start"], "full")
-        .join(F.broadcast(months), "month_start")
-        .select(
-            F.col("symbol").cast(StringType()),
-            F.col("metric_name").cast(StringType()),
-            F.transform(F.sequence(F.lit(1), F.dayofmonth("from_date")), _slot_value)
-            .cast(ArrayType(DoubleType()))
-            .alias("metric_array"),
-            F.col("month_start").cast(DateType()),
-            F.col("from_date").cast(DateType()),
-        )
+    return combined.select("symbol", "month_start", "from_date", F.explode(per_metric).alias("metric")).select(
+        F.col("symbol").cast(StringType()),
+        F.col("metric.metric_name").cast(StringType()).alias("metric_name"),
+        F.col("metric.metric_array").cast(ArrayType(DoubleType())).alias("metric_array"),
+        F.col("month_start").cast(DateType()),
+        F.col("from_date").cast(DateType()),
     )
 
 
