@@ -16,7 +16,6 @@ Against the bundled simulator (its own process, 20 ms latency, 11,000 tickers), 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 import os
@@ -26,6 +25,8 @@ import time
 DAY = dt.date(2024, 3, 28)
 LATENCY_MS = 20
 CAP_PER_MINUTE = 6000
+TARGET_PER_MINUTE = 300_000  # per_ticker through fetch_bars on this 2-core machine (issue #3)
+REPEATS = 3
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -71,13 +72,13 @@ def baseline_udf(spark, base_url: str, symbols: list[str]) -> tuple[int, float]:
 
 
 def client_alone(base_url: str, symbols: list[str], concurrency: int) -> tuple[int, float]:
-    from lib import ingest
+    from lib import async_client, ingest
     from lib.polygon import ClientSettings
 
     settings = ClientSettings(base_url=base_url, api_key="bench")
     tasks = ingest.plan_tasks("per_ticker", [DAY], symbols)
     started = time.monotonic()
-    _, calls, _ = asyncio.run(ingest.fetch_tasks(settings, tasks, True, concurrency))
+    _, calls, _ = async_client.run(ingest.fetch_tasks(settings, tasks, True, concurrency))
     return sum(calls.values()), time.monotonic() - started
 
 
@@ -96,6 +97,7 @@ def _rate_while_all_partitions_ran(result, symbols: list[str]) -> float:
 
 def main(quick: bool = False) -> None:
     from lib import ingest
+    from lib.async_client import DEFAULT_CONCURRENCY
     from lib.polygon import ClientSettings
     from lib.session import build_local_session
     from lib.simulator import SimulatorProcess, universe
@@ -120,15 +122,20 @@ def main(quick: bool = False) -> None:
             ingest.fetch_bars(spark, settings, per_ticker[:200], concurrency=16, progress=False)  # warm-up
 
             for concurrency in (64, 128, 256):
-                server_cpu = _cpu_seconds(server_pid)
-                result = ingest.fetch_bars(spark, settings, per_ticker, concurrency=concurrency, progress=False)
-                server_busy = (_cpu_seconds(server_pid) - server_cpu) / result.seconds
-                assert result.failures.count() == 0 and result.total_calls == len(per_ticker)
+                # The median of REPEATS fan-outs: one takes 2-3 s, so a single run is at the mercy of a hiccup.
+                runs = []
+                for _ in range(REPEATS):
+                    server_cpu = _cpu_seconds(server_pid)
+                    run = ingest.fetch_bars(spark, settings, per_ticker, concurrency=concurrency, progress=False)
+                    runs.append((run.seconds, (_cpu_seconds(server_pid) - server_cpu) / run.seconds, run))
+                    assert run.failures.count() == 0 and run.total_calls == len(per_ticker)
+                _, server_busy, result = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
                 figures[f"fetch_bars_{concurrency}"] = result.calls_per_minute
                 client_us = 1e6 * result.executor_cpu_seconds / result.total_calls
                 _row(f"fetch_bars per_ticker, {result.partitions} partitions x {concurrency} in flight",
                      f"{result.calls_per_minute:,.0f}/min",
-                     f"{result.total_calls:,} calls in {result.seconds:.2f}s; client CPU {client_us:.0f} us/call; "
+                     f"{result.total_calls:,} calls in {result.seconds:.2f}s (median of {REPEATS}); "
+                     f"client CPU {client_us:.0f} us/call; "
                      f"simulator CPU {server_busy:.0%} of a core "
                      f"({1e6 * server_busy * result.seconds / result.total_calls:.0f} us/request)")  # fmt: skip
 
@@ -144,10 +151,12 @@ def main(quick: bool = False) -> None:
                  f"{calls:,} calls in {seconds:.2f}s; simulator CPU {server_busy:.0%} of a core")  # fmt: skip
 
             best = max(v for k, v in figures.items() if k.startswith("fetch_bars"))
-            default = figures["fetch_bars_64"]
+            default = figures[f"fetch_bars_{DEFAULT_CONCURRENCY}"]
             print("\nper_ticker against the baseline")
-            _row("fetch_bars at the default concurrency (64) / baseline", f"{default / figures['baseline']:.1f}x")
+            _row(f"fetch_bars at the default concurrency ({DEFAULT_CONCURRENCY}) / baseline",
+                 f"{default / figures['baseline']:.1f}x")
             _row("best fetch_bars / baseline", f"{best / figures['baseline']:.1f}x")
+            _row(f"default concurrency at least {TARGET_PER_MINUTE:,}/min", "yes" if default >= TARGET_PER_MINUTE else "NO")
 
             cap_calls = int(CAP_PER_MINUTE * cap_seconds / 60)
             capped = ClientSettings(base_url=sim.base_url, api_key="bench", max_calls_per_minute=CAP_PER_MINUTE)

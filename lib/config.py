@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from lib.async_client import DEFAULT_CONCURRENCY
 from lib.errors import ConfigError, DsFormatError
 from lib.trading_days import FIRST_SESSION, today_new_york, trading_days
 
@@ -53,7 +54,7 @@ class RunConfig:
     adjusted: bool = True
     max_attempts: int = 5
     request_timeout_s: float = 30.0
-    concurrency: int = 64
+    concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per Spark partition
     symbols: tuple[str, ...] = ()
     top_n: int = 8
     quality: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import random
 import threading
 from collections import Counter
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
+import orjson  # parses an answer in a fraction of json's time: the executors' fan-out parses every call
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
@@ -82,8 +82,8 @@ def classify(
     if status >= 400:
         return Outcome("fatal", status, message=f"Polygon answered {status} for {path}: {_error_detail(body)}")
     try:
-        payload = json.loads(body)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike: a cut or garbled body
+        payload = orjson.loads(body)
+    except ValueError:  # orjson.JSONDecodeError and UnicodeDecodeError alike: a cut or garbled body
         return Outcome("retry", status, message=f"malformed JSON in a {status} answer")
     if not isinstance(payload, dict):
         return Outcome("retry", status, message="the answer is not a JSON object")
@@ -135,7 +135,7 @@ _retry_after_seconds = retry_after_seconds  # the former private name
 
 def _error_detail(body: bytes | str) -> str:
     try:
-        payload = json.loads(body)
+        payload = orjson.loads(body)
         return str(payload.get("error") or payload.get("message") or "") if isinstance(payload, dict) else ""
     except ValueError:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body

@@ -31,6 +31,17 @@ def test_agg_mapping_keeps_values_as_received():
     assert row[1:10] == ("AAA", dt.date(2024, 2, 29), 1.0, 2.5, 0.5, None, -3.0, 1.2, 7)
 
 
+@pytest.mark.parametrize(
+    "agg",
+    [{"T": 123, "o": 1, "t": 1709182800000}, {"T": "AAA", "o": "one", "t": 1709182800000}, {"T": "AAA", "o": 1}],
+    ids=["ticker-not-a-string", "price-not-a-number", "no-timestamp"],
+)
+def test_a_misshapen_aggregate_is_refused_with_what_was_wrong(agg):
+    # Rows skip Spark's per-row type check (verifySchema=False), so the mapping itself refuses a wrong type.
+    with pytest.raises((KeyError, ValueError)):
+        ingest.agg_to_row(None, agg, "grouped", dt.datetime(2024, 3, 1))
+
+
 def test_auto_picks_the_fewest_calls():
     assert ingest.choose_strategy("auto", 20, 300)[0] == "grouped"
     assert ingest.choose_strategy("auto", 252, 10)[0] == "range"
@@ -151,8 +162,8 @@ def test_the_rate_cap_is_split_over_the_partitions_that_run_at_once(spark):
     from lib.ratelimit import Pacer, per_partition_rate
 
     slots = spark.sparkContext.defaultParallelism
-    assert ingest.fetch_partitions(spark, 11_000) == (2 * slots, slots)
-    assert ingest.fetch_partitions(spark, 3) == (min(3, 2 * slots), min(3, slots))
+    assert ingest.fetch_partitions(spark, 11_000) == (slots, slots)  # one wave for a short fan-out
+    assert ingest.fetch_partitions(spark, 3) == (min(3, slots), min(3, slots))
     assert ingest.fetch_partitions(spark, 2_772_000)[0] == 2_772_000 // ingest.PARTITION_CALLS + 1
     assert ingest.fetch_partitions(spark, 2_772_000, max_calls_per_minute=5) == (slots, slots)  # all at once
     assert per_partition_rate(6000, 2) == 3000 and per_partition_rate(0, 2) == 0

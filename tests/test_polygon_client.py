@@ -164,6 +164,26 @@ def test_sync_client_waits_retry_after_before_retrying(always_limited):
     assert (error.value.http_status, error.value.attempts, polygon.retries["grouped"]) == (429, 2, 1)
 
 
+def test_executor_event_loops_are_uvloop_where_it_is_installed():
+    import asyncio
+
+    from lib import async_client
+
+    async def loop_type():
+        return type(asyncio.get_running_loop())
+
+    uvloop = pytest.importorskip("uvloop")  # a dependency except on Windows, where asyncio's loop runs instead
+    assert async_client.run(loop_type()) is uvloop.Loop
+
+
+def test_classify_reads_polygon_numbers_exactly():
+    from lib.polygon import classify
+
+    payload = classify(200, b'{"v":1.5e9,"n":9007199254740993,"c":187.6800000001,"t":1711598400000}').payload
+    assert payload == {"v": 1.5e9, "n": 9007199254740993, "c": 187.6800000001, "t": 1711598400000}
+    assert isinstance(payload["n"], int) and isinstance(payload["v"], float)
+
+
 def test_async_client_waits_retry_after_before_retrying(always_limited):
     import asyncio
     import time
