@@ -218,6 +218,19 @@ def table_counts(params: dict) -> dict[str, int]:
     return {name: counts["total_rows"] for name, counts in table_rows(params).items()}
 
 
+def quality_line(quality: dict) -> str:
+    """'15 checks: 14 passed, 1 warning (outliers on stock_prices: 5 rows), 0 errors' (a warning never fails a run)."""
+    failed = [c for c in quality["checks"] if c["status"] == "fail"]
+
+    def named(severity: str, label: str) -> str:
+        found = [c for c in failed if c["severity"] == severity]
+        what = ", ".join(f"{c['check_name']} on {c['table_name']}: {c['failed_rows']:,} rows" for c in found)
+        return f"{len(found)} {label}{'' if len(found) == 1 else 's'}" + (f" ({what})" if what else "")
+
+    passed = quality["checks_run"] - len(failed)
+    return f"{quality['checks_run']} checks: {passed} passed, {named('warn', 'warning')}, {named('error', 'error')}"
+
+
 def quality_summary(params: dict) -> dict | None:
     """This ds's rows of quality_results, as the report shows them."""
     cat, config = _catalog(params)
@@ -408,7 +421,8 @@ def run_once(params: dict, notebooks: list[str], notebooks_dir: Path, mode: str,
 def _progress(total: int):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="notebook", file=sys.stderr, dynamic_ncols=True, leave=True)
+    # disable=None: a bar on a terminal only; in a log file its redraws would bury the progress lines.
+    return tqdm(total=total, unit="notebook", file=sys.stderr, dynamic_ncols=True, leave=True, disable=None)
 
 
 def main_range(args: argparse.Namespace, params: dict) -> int:
@@ -428,7 +442,7 @@ def main_range(args: argparse.Namespace, params: dict) -> int:
     for name, counts in record["tables"].items():
         print(f"  {name:<22} {counts['total_rows']:>10,} rows ({counts['run_rows']:,} in this run's span)")
     if record["quality"]:
-        print(f"  quality: {record['quality']['checks_run']} checks, {record['quality']['failed']} failed")
+        print(f"  quality: {quality_line(record['quality'])}")
     print(f"  figures: {len(record['figures'])} PNG in {run_dir / 'figures'}")
     print(f"  executed notebooks: {run_dir}/*.ipynb (open them in `make lab`)")
     print(f"  report: {run_dir / 'index.html'}   all runs: {index}")

@@ -131,6 +131,22 @@ def test_recorded_parameters_drop_secrets_and_url_queries():
     assert public == {"ds": MONDAY, "api_base_url": "https://api.example.com/v2", "api_key_secret_id": "stocks/polygon"}
 
 
+def test_quality_line_tells_warnings_from_errors():
+    from lib.run import quality_line
+
+    def check(name, severity, status, rows=0):
+        return {"check_name": name, "table_name": "stock_prices", "severity": severity, "status": status,
+                "failed_rows": rows, "details": ""}  # fmt: skip
+
+    warned = {"checks_run": 3, "checks": [check("outliers", "warn", "fail", 5), check("duplicates", "error", "pass"),
+                                          check("null_values", "error", "pass")]}  # fmt: skip
+    assert quality_line(warned) == "3 checks: 2 passed, 1 warning (outliers on stock_prices: 5 rows), 0 errors"
+    failed = {"checks_run": 2, "checks": [check("duplicates", "error", "fail", 1200), check("nulls", "error", "fail", 2)]}
+    assert quality_line(failed) == (
+        "2 checks: 0 passed, 0 warnings, 2 errors (duplicates on stock_prices: 1,200 rows, nulls on stock_prices: 2 rows)"
+    )
+
+
 def test_run_report_puts_failed_quality_checks_first(tmp_path):
     checks = [
         {
