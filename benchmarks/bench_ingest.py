@@ -97,7 +97,7 @@ def _rate_while_all_partitions_ran(result, symbols: list[str]) -> float:
 
 def main(quick: bool = False) -> None:
     from lib import ingest
-    from lib.async_client import DEFAULT_CONCURRENCY
+    from lib.config import DEFAULT_CONCURRENCY
     from lib.polygon import ClientSettings
     from lib.session import build_local_session
     from lib.simulator import SimulatorProcess, universe
@@ -156,7 +156,9 @@ def main(quick: bool = False) -> None:
             _row(f"fetch_bars at the default concurrency ({DEFAULT_CONCURRENCY}) / baseline",
                  f"{default / figures['baseline']:.1f}x")
             _row("best fetch_bars / baseline", f"{best / figures['baseline']:.1f}x")
-            _row(f"default concurrency at least {TARGET_PER_MINUTE:,}/min", "yes" if default >= TARGET_PER_MINUTE else "NO")
+            met = "yes" if default >= TARGET_PER_MINUTE else "NO"
+            # The target is for 11,000 calls: a --quick fan-out is too short to amortise the Spark job's start.
+            _row(f"default concurrency at least {TARGET_PER_MINUTE:,}/min", "n/a (--quick)" if quick else met)
 
             cap_calls = int(CAP_PER_MINUTE * cap_seconds / 60)
             capped = ClientSettings(base_url=sim.base_url, api_key="bench", max_calls_per_minute=CAP_PER_MINUTE)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
+from lib.config import DEFAULT_CONCURRENCY
 from lib.errors import PolygonRequestFailed
 from lib.polygon import (
     GROUPED_PATH,
@@ -31,9 +32,6 @@ from lib.polygon import (
 )
 from lib.ratelimit import Pacer
 
-# Requests in flight per client (per Spark partition). 128 against the simulator's 20 ms on 2 cores: 64 leaves the
-# fan-out waiting on latency (bench_ingest); the rate cap, not this, is what keeps a real plan's limits.
-DEFAULT_CONCURRENCY = 128
 
 def run(coroutine):
     """Run a coroutine to completion on a new event loop: uvloop's where it is installed (not on Windows).

@@ -25,8 +25,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lib import async_client
-from lib.async_client import DEFAULT_CONCURRENCY, AsyncPolygonClient
+from lib.async_client import AsyncPolygonClient
 from lib.catalog import SCHEMAS
+from lib.config import DEFAULT_CONCURRENCY
 from lib.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
 from lib.polygon import ClientSettings
 from lib.ratelimit import Pacer, per_partition_rate

@@ -17,17 +17,11 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from lib.catalog import SCHEMAS
+
 METRICS = ("open", "high", "low", "close", "volume", "vwap", "transactions")
 
-MONTHLY_SCHEMA = StructType(
-    [
-        StructField("symbol", StringType()),
-        StructField("metric_name", StringType()),
-        StructField("metric_array", ArrayType(DoubleType())),
-        StructField("month_start", DateType()),
-        StructField("from_date", DateType()),
-    ]
-)
+MONTHLY_SCHEMA = SCHEMAS["monthly_stock_prices"]
 
 # Column order of the `stock_prices` table, which `to_daily_rows` rebuilds.
 DAILY_COLUMNS = ("symbol", "date", *METRICS)
@@ -52,10 +46,10 @@ def _applied_months(spark, applied_days: Sequence[dt.date]) -> DataFrame:
     days_by_month: dict[dt.date, set[dt.date]] = {}
     for day in applied_days:
         days_by_month.setdefault(month_start(day), set()).add(day)
-    rows = [
-        (month, [dt.date(month.year, month.month, 1) + dt.timedelta(days=i) in days for i in range(31)], max(days))
-        for month, days in sorted(days_by_month.items())
-    ]
+    rows = []
+    for month, days in sorted(days_by_month.items()):
+        applied = {day.day for day in days}
+        rows.append((month, [day_of_month in applied for day_of_month in range(1, 32)], max(days)))
     return spark.createDataFrame(rows, _APPLIED_MONTHS_SCHEMA)
 
 
