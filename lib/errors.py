@@ -51,3 +51,7 @@ class CommitConflictError(WorkspaceError):
             f"({cause}). Nothing of this write was committed; run the same ds again (every write is idempotent)."
         )
         self.table = table
+
+
+class MissingInputError(WorkspaceError):
+    """A step found nothing of what an earlier step writes: that step runs first (01_ingest, then 02, 03, 04)."""

@@ -1,4 +1,8 @@
-"""What every notebook does first: a config from its parameters, a Spark session, and the data source."""
+"""What every notebook does first: a config from its parameters, a Spark session, and the data source.
+
+Importing it also makes the notebook show figures as pictures and the workspace's errors as one line
+(`lib.display.install`), so every notebook gets that from its first cell.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lib import display
 from lib.config import RunConfig
 from lib.polygon import ClientSettings
 from lib.secrets import ENV_VAR, resolve_api_key
+
+display.install()
 
 # The parameters every notebook declares in its parameters cell (CONTRACT.md).
 COMMON_PARAMETERS = ("ds", "start_ds", "env", "warehouse", "catalog", "namespace", "api_base_url", "strategy", "run_dir")

@@ -12,8 +12,9 @@ from pyspark.sql import functions as F
 
 from lib import catalog, ingest
 from lib.config import RunConfig
-from lib.errors import ConfigError
+from lib.errors import ConfigError, MissingInputError
 from lib.polygon import ClientSettings, PolygonClient
+from lib.trading_days import trading_days
 
 
 @dataclasses.dataclass
@@ -79,6 +80,7 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
     """Tickers for ds, bars for every market day of start_ds..ds, into the daily tables (idempotent)."""
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
+    require_inputs(spark, config, "02_monthly_rollup", ("stock_prices",))
     driver_client = PolygonClient(settings)
     ticker_records = driver_client.tickers(as_of=config.ds)
     if not ticker_records:
@@ -138,6 +140,38 @@ def span_table(
     """The table's rows with `column` in start..ds (start defaults to start_ds)."""
     start = start or config.start_ds
     return catalog.read_table(spark, config, name).filter(F.col(column).between(F.lit(start), F.lit(config.ds)))
+
+
+# What each step reads that an earlier one writes, and the notebook that writes it: a notebook opened out of order
+# says which to run first before it starts any long work.
+_PIPELINE = (("stock_prices", "01_ingest"), ("monthly_stock_prices", "02_monthly_rollup"))
+
+
+def require_inputs(spark: SparkSession, config: RunConfig, step: str, tables: tuple[str, ...], start: dt.date | None = None):
+    """Refuse to run `step` when a table it reads holds nothing for start..ds (a span without market days passes).
+
+    Raises MissingInputError naming the empty table and the notebooks to run first, in order.
+    """
+    start = start or config.start_ds
+    if not trading_days(start, config.ds):
+        return
+    for name in tables:
+        if name == "monthly_stock_prices":
+            from lib.monthly import month_start
+
+            rows = catalog.read_table(spark, config, name).filter(
+                F.col("month_start").between(F.lit(month_start(start)), F.lit(config.ds))
+            )
+        else:
+            rows = span_table(spark, config, name, start=start)
+        if not rows.limit(1).count():
+            writers = [notebook for _, notebook in _PIPELINE]
+            first = writers[: [table for table, _ in _PIPELINE].index(name) + 1]
+            raise MissingInputError(
+                f"{step} found no rows in {config.table(name)} for {start}..{config.ds}: "
+                f"run {' then '.join(first)} for this span first (or the whole pipeline: "
+                f"python -m lib.run --start-ds {start} --ds {config.ds})."
+            )
 
 
 @dataclasses.dataclass
@@ -271,6 +305,7 @@ def run_quality(spark: SparkSession, config: RunConfig, history_runs: int = 30, 
     from lib import monthly, quality
 
     catalog.ensure_tables(spark, config)
+    require_inputs(spark, config, "03_quality", ("stock_prices", "monthly_stock_prices"))
     results = quality.run_checks(quality_inputs(spark, config), config.ds, config.span_days, config.quality)
     checked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     frame = quality.results_frame(spark, results, config.ds, checked_at)
@@ -343,6 +378,8 @@ def run_trends(
     from lib import trends
 
     start = min(config.start_ds, config.ds - dt.timedelta(days=lookback_days))
+    catalog.ensure_tables(spark, config)
+    require_inputs(spark, config, "04_trends", ("monthly_stock_prices",), start=start)
     daily = trend_daily_rows(spark, config, start).cache()
     symbols = list(config.symbols) or trends.top_symbols_by_dollar_volume(daily, config.top_n)
     chosen = daily.filter(F.col("symbol").isin(symbols))

@@ -57,6 +57,21 @@ def test_run_record_holds_executed_notebooks_and_figures(pipeline):
     assert "succeeded" in pipeline["stdout"]
 
 
+def test_executed_notebooks_show_their_figures_as_pictures(pipeline):
+    """The run record a person opens: every figure cell holds an image/png output, not `<Figure size ...>`."""
+    import base64
+
+    figure_cells = {"01_ingest": 1, "02_monthly_rollup": 1, "03_quality": 3, "04_trends": 7}
+    for name, expected in figure_cells.items():
+        cells = json.loads((pipeline["run_dir"] / f"{name}.ipynb").read_text())["cells"]
+        outputs = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
+        pictures = [base64.b64decode(o["data"]["image/png"]) for o in outputs if "image/png" in o.get("data", {})]
+        assert len(pictures) == expected, f"{name}: {len(pictures)} pictures, want {expected}"
+        assert all(p.startswith(b"\x89PNG\r\n\x1a\n") and len(p) > 5000 for p in pictures), name
+        shown_as_text = [o for o in outputs if "<Figure size" in json.dumps(o.get("data", {}).get("text/plain", ""))]
+        assert not shown_as_text, f"{name}: a figure shown as its repr"
+
+
 def test_tables_read_back_with_pyiceberg(pipeline):
     from lib.trading_days import trading_days
 

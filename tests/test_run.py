@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -199,18 +198,6 @@ IMAGES_PROBE = (
     " document.body.dataset.imagesTotal = images.length;"
     " document.body.dataset.imagesLoaded = images.filter(i => i.complete && i.naturalWidth > 0).length; });</script>"
 )
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """Debian's chromium: installed by scripts/install_chromium.sh as root; skipped only when that is impossible."""
-    found = shutil.which("chromium")
-    if not found and os.geteuid() == 0:
-        subprocess.run(["bash", str(REPO / "scripts" / "install_chromium.sh")], check=True, timeout=900)
-        found = shutil.which("chromium")
-    if not found:
-        pytest.skip("chromium is missing and we are not root: sudo apt-get install -y chromium")
-    return found
 
 
 def browse(chromium: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
