@@ -1,4 +1,5 @@
-"""The asyncio Polygon client (aiohttp) for executor fan-out: the sync client's semantics, a fraction of its CPU per call.
+"""The asyncio client of Massive (formerly Polygon.io), on aiohttp, for executor fan-out: the sync client's
+semantics, a fraction of its CPU per call.
 
 Same judgement of answers (`lib.polygon.classify`), same backoff (`lib.polygon.backoff_seconds`), same
 pacing (`lib.ratelimit.Pacer`), same typed errors; only the transport differs. One client lives on one
@@ -69,7 +70,7 @@ class AsyncPolygonClient:
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
             headers={"Authorization": f"Bearer {self.settings.api_key}", "User-Agent": "stocks-workspace/0.1"},
             raise_for_status=False,
-            cookie_jar=aiohttp.DummyCookieJar(),  # Polygon sets no cookies; skipping the jar saves CPU on every call
+            cookie_jar=aiohttp.DummyCookieJar(),  # the API sets no cookies; skipping the jar saves CPU on every call
         )
         return self
 
@@ -134,6 +135,6 @@ class AsyncPolygonClient:
         return bars
 
     async def open_close(self, ticker: str, day: dt.date, adjusted: bool = True) -> dict | None:
-        """The day's bar, or None when Polygon answers 404 NOT_FOUND (no bar that day)."""
+        """The day's bar, or None when the API answers 404 NOT_FOUND (no bar that day)."""
         path = ticker_path(OPEN_CLOSE_PATH, ticker, day=day) + f"?adjusted={str(adjusted).lower()}"
         return await self.get_json(path, endpoint="open_close", allow_not_found=True)

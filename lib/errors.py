@@ -55,3 +55,18 @@ class CommitConflictError(WorkspaceError):
 
 class MissingInputError(WorkspaceError):
     """A step found nothing of what an earlier step writes: that step runs first (01_ingest, then 02, 03, 04)."""
+
+
+class ApiKeyConflictError(ConfigError):
+    """The API key is set under two names with different values (MASSIVE_API_KEY and POLYGON_API_KEY, in the
+    environment or in one Secrets Manager secret): the run stops before any request rather than guess which to send.
+    The message names the variables, never their values."""
+
+    def __init__(self, names: tuple[str, ...], where: str = "the environment", action: str = "unset"):
+        self.names, self.where = tuple(names), where
+        keep, drop = self.names[0], ", ".join(self.names[1:])
+        super().__init__(
+            f"{' and '.join(self.names)} are both set in {where}, to different keys: the run cannot tell which one "
+            f"to send, so it stopped before any request. {action[:1].upper()}{action[1:]} {drop} to use {keep}, "
+            "or set both to the same key."
+        )

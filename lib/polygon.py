@@ -1,4 +1,5 @@
-"""The Polygon REST client: auth, paging by next_url, retries with backoff, pacing. Plain records, no Spark.
+"""The REST client of Massive (formerly Polygon.io): auth, paging by next_url, retries with backoff, pacing. Plain
+records, no Spark. The module keeps its Polygon name; the API, its paths and keys are the same under both names.
 
 `classify` (how an answer is judged) and `backoff_seconds` (how long to wait) are shared with the asyncio
 client of `lib.async_client`, so both behave alike; this sync client (requests) serves the driver's paging.
@@ -26,6 +27,8 @@ TICKERS_PATH = "/v3/reference/tickers"
 GROUPED_PATH = "/v2/aggs/grouped/locale/us/market/stocks/{day}"
 RANGE_PATH = "/v2/aggs/ticker/{ticker}/range/1/day/{start}/{end}"
 OPEN_CLOSE_PATH = "/v1/open-close/{ticker}/{day}"
+# How messages name the API: Polygon.io renamed itself Massive on 2025-10-30 (same paths, same keys).
+API_NAME = "Massive (formerly Polygon.io)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,17 +73,21 @@ def classify(
 ) -> Outcome:
     """Judge one HTTP answer (status, body, Retry-After header). Pure: the sync and async clients both use it."""
     if status in (401, 403):
-        what = "the API key was refused (check POLYGON_API_KEY)" if status == 401 else (
-            "your Polygon plan is not entitled to this endpoint or date range"
+        what = (
+            # "the API key was refused (check POLYGON_API_KEY)" stays verbatim: tests and scripts match that text.
+            "the API key was refused (check POLYGON_API_KEY), or MASSIVE_API_KEY or the api_key_secret_id secret, "
+            "wherever your key is set"
+            if status == 401
+            else "your Polygon plan is not entitled to this endpoint or date range (plans are Massive's now)"
         )
         detail = _error_detail(body)
-        return Outcome("auth", status, message=f"Polygon answered {status} for {path}: {what}. {detail}".strip())
+        return Outcome("auth", status, message=f"{API_NAME} answered {status} for {path}: {what}. {detail}".strip())
     if status == 429 or status >= 500:
         return Outcome("retry", status, retry_after=retry_after_seconds(retry_after), message=f"HTTP {status}")
     if status == 404 and allow_not_found:
         return Outcome("not_found", status)
     if status >= 400:
-        return Outcome("fatal", status, message=f"Polygon answered {status} for {path}: {_error_detail(body)}")
+        return Outcome("fatal", status, message=f"{API_NAME} answered {status} for {path}: {_error_detail(body)}")
     try:
         payload = orjson.loads(body)
     except ValueError:  # orjson.JSONDecodeError and UnicodeDecodeError alike: a cut or garbled body
@@ -270,7 +277,7 @@ class PolygonClient:
         return bars
 
     def open_close(self, ticker: str, day: dt.date, adjusted: bool = True) -> dict | None:
-        """The day's bar, or None when Polygon answers 404 NOT_FOUND (no bar that day)."""
+        """The day's bar, or None when the API answers 404 NOT_FOUND (no bar that day)."""
         path = ticker_path(OPEN_CLOSE_PATH, ticker, day=day)
         return self.get_json(path, {"adjusted": str(adjusted).lower()}, endpoint="open_close", allow_not_found=True)
 

@@ -21,13 +21,13 @@ import yaml
 
 from lib.config import RunConfig, load_params_file
 from lib.errors import WorkspaceError
-from lib.secrets import ENV_VAR
+from lib.secrets import env_api_key
 from lib.trading_days import trading_days
 
 NOTEBOOKS = ("01_ingest", "02_monthly_rollup", "03_quality", "04_trends")
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO / "notebooks"
-POLYGON_URL = "https://api.polygon.io"
+MASSIVE_URL = "https://api.massive.com"  # Massive, formerly Polygon.io (https://api.polygon.io still answers)
 # Tables whose rows carry the run's ds (one partition per run) rather than the market date of a bar.
 DS_TABLES = ("stock_tickers", "quality_results", "ingest_failures")
 SECRET_NAME = re.compile(r"(^|_)(api_key|password|secret|token)$", re.IGNORECASE)
@@ -72,9 +72,10 @@ def resolve_parameters(args: argparse.Namespace) -> dict:
         params["ds"] = args.ds
     if args.start_ds is not None:
         params["start_ds"] = args.start_ds
-    if os.environ.get(ENV_VAR) and not params.get("api_base_url"):
+    # env_api_key refuses MASSIVE_API_KEY and POLYGON_API_KEY set to different keys: exit 2, no notebook started.
+    if env_api_key() and not params.get("api_base_url"):
         # A key means the real API: the simulator is only the default for users without one.
-        params["api_base_url"] = POLYGON_URL
+        params["api_base_url"] = MASSIVE_URL
     explicit_run_dir = bool(params.get("run_dir"))
     if args.per_day and explicit_run_dir:
         raise SystemExit(

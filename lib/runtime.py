@@ -7,14 +7,13 @@ Importing it also makes the notebook show figures as pictures and the workspace'
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
 from lib import display
 from lib.config import RunConfig
 from lib.polygon import ClientSettings
-from lib.secrets import ENV_VAR, resolve_api_key
+from lib.secrets import env_api_key, resolve_api_key
 
 display.install()
 
@@ -52,8 +51,8 @@ class DataSource:
     @property
     def description(self) -> str:
         if self.simulator is not None:
-            return f"the bundled Polygon simulator at {self.base_url}"
-        return f"the Polygon API at {self.base_url}"
+            return f"the bundled simulator of the Massive (formerly Polygon.io) API at {self.base_url}"
+        return f"the Massive (formerly Polygon.io) API at {self.base_url}"
 
     def stop(self) -> None:
         if self.simulator is not None:
@@ -71,8 +70,8 @@ def open_data_source(config: RunConfig, **simulator_options: Any) -> DataSource:
     from lib.simulator import SimulatorProcess
 
     options = {"tickers": config.simulator_tickers, **config.simulator_options, **simulator_options}
-    # The simulator accepts only $POLYGON_API_KEY when it is set; otherwise any key, ours included.
-    simulator = SimulatorProcess(api_key=os.environ.get(ENV_VAR) or None, **options).start()
+    # The simulator accepts only the key of $MASSIVE_API_KEY or $POLYGON_API_KEY when one is set; otherwise any key.
+    simulator = SimulatorProcess(api_key=env_api_key() or None, **options).start()
     return DataSource(client_settings(config, simulator.base_url, api_key), simulator)
 
 

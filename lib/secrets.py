@@ -1,4 +1,5 @@
-"""Where the Polygon key comes from (environment or AWS Secrets Manager) and how it is kept out of logs."""
+"""Where the Massive (formerly Polygon.io) key comes from (environment or AWS Secrets Manager) and how it is kept
+out of logs."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import json
 import logging
 import os
 
-from lib.errors import ConfigError
+from lib.errors import ApiKeyConflictError, ConfigError
 
-ENV_VAR = "POLYGON_API_KEY"
-# The bundled simulator accepts any non-empty key when POLYGON_API_KEY is unset.
+# Polygon.io renamed itself Massive (2025-10-30); keys stayed valid, so either name holds the same key.
+MASSIVE_ENV_VAR = "MASSIVE_API_KEY"  # the name Massive's docs and its `massive` client use
+POLYGON_ENV_VAR = "POLYGON_API_KEY"  # the name before the rename, still read
+ENV_VARS = (MASSIVE_ENV_VAR, POLYGON_ENV_VAR)
+ENV_VAR = POLYGON_ENV_VAR  # the former single name, kept for importers
+# Secrets Manager JSON may hold the key under either variable's name, or under a plain "api_key".
+SECRET_FIELDS = (*ENV_VARS, "api_key")
+# The bundled simulator accepts any non-empty key when neither variable is set.
 SIMULATOR_KEY = "simulator-local-key"
 
 
@@ -88,6 +95,19 @@ def install_redaction(secret: str) -> None:
     root.addFilter(log_filter)
 
 
+def env_api_key() -> str:
+    """The key in the environment: $MASSIVE_API_KEY or $POLYGON_API_KEY, '' when neither is set.
+
+    Both set to the same key is fine; both set to different keys raises ApiKeyConflictError (which to send is
+    not ours to guess). Never shows a value.
+    """
+    found = {name: os.environ.get(name, "") for name in ENV_VARS}
+    found = {name: value for name, value in found.items() if value}
+    if len(set(found.values())) > 1:
+        raise ApiKeyConflictError(tuple(found))
+    return next(iter(found.values()), "")
+
+
 def _from_secrets_manager(secret_id: str) -> str:
     import boto3
 
@@ -96,25 +116,37 @@ def _from_secrets_manager(secret_id: str) -> str:
         parsed = json.loads(value)
     except json.JSONDecodeError:
         return value.strip()
-    if isinstance(parsed, dict):
-        if ENV_VAR not in parsed:
-            raise ConfigError(f"secret {secret_id!r} is JSON but has no {ENV_VAR} field; store the key under it.")
-        return str(parsed[ENV_VAR])
-    return str(parsed)
+    if not isinstance(parsed, dict):
+        return str(parsed)
+    found = {field: str(parsed[field]) for field in SECRET_FIELDS if parsed.get(field)}
+    for key in found.values():
+        install_redaction(key)  # before any error below can be logged with the secret's text
+    if not found:
+        fields = ", ".join(SECRET_FIELDS)
+        raise ConfigError(
+            f"secret {secret_id!r} is JSON but has none of the fields {fields} (set to a non-empty key); "
+            f'store the key as {{"{MASSIVE_ENV_VAR}": "..."}}, or as the plain string alone.'
+        )
+    if len(set(found.values())) > 1:
+        raise ApiKeyConflictError(tuple(found), where=f"the secret {secret_id!r}", action="delete the field")
+    return next(iter(found.values()))
 
 
 def resolve_api_key(uses_simulator: bool, secret_id: str = "") -> str:
-    """The key for this run: Secrets Manager when secret_id is set, else $POLYGON_API_KEY, else the simulator's."""
-    if secret_id:
-        key = _from_secrets_manager(secret_id)
-    else:
-        key = os.environ.get(ENV_VAR, "")
+    """The key for this run: Secrets Manager when secret_id is set, else $MASSIVE_API_KEY or $POLYGON_API_KEY,
+    else the simulator's. Both variables set to different keys stop the run (ApiKeyConflictError), secret or not,
+    before any request."""
+    for name in ENV_VARS:  # both names' values, whichever is used: neither may reach a log
+        install_redaction(os.environ.get(name, ""))
+    env_key = env_api_key()
+    key = _from_secrets_manager(secret_id) if secret_id else env_key
     if not key and uses_simulator:
         key = SIMULATOR_KEY
     if not key:
         raise ConfigError(
-            f"no Polygon API key: set the environment variable {ENV_VAR}, or name a Secrets Manager secret "
-            "with the parameter api_key_secret_id, or leave api_base_url empty to use the bundled simulator."
+            f"no Massive (formerly Polygon.io) API key: set the environment variable {MASSIVE_ENV_VAR} (or "
+            f"{POLYGON_ENV_VAR}), or name a Secrets Manager secret with the parameter api_key_secret_id, or leave "
+            "api_base_url empty to use the bundled simulator."
         )
     install_redaction(key)
     return key

@@ -105,6 +105,7 @@ def test_log_filter_redacts_key_in_message_args_and_traceback():
 def test_redaction_covers_loggers_and_handlers_set_up_after_the_key_is_resolved(monkeypatch):
     from lib.secrets import resolve_api_key
 
+    monkeypatch.delenv("MASSIVE_API_KEY", raising=False)
     monkeypatch.setenv("POLYGON_API_KEY", CANARY)
     assert resolve_api_key(uses_simulator=False) == CANARY
     # A library logger and a handler that exist only after the key was resolved (what a notebook's later cell does).
@@ -215,6 +216,152 @@ def test_run_record_drops_secret_parameters_and_url_queries():
     assert recorded["ds"] == "2024-03-28" and recorded["api_base_url"] == "https://api.example.com/v1"
 
 
+# -- where the key comes from: MASSIVE_API_KEY or POLYGON_API_KEY, or a Secrets Manager secret -----------------------
+
+OTHER_CANARY = "canary-massive-0b9e44c1d2f3-do-not-leak"
+
+
+@pytest.fixture
+def no_env_key(monkeypatch):
+    """Neither key variable set (whatever the developer's shell holds); the test sets what it needs."""
+    for name in ("MASSIVE_API_KEY", "POLYGON_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("names", [("MASSIVE_API_KEY",), ("POLYGON_API_KEY",), ("MASSIVE_API_KEY", "POLYGON_API_KEY")])
+def test_key_comes_from_either_name_or_from_both_holding_the_same_key(no_env_key, names):
+    from lib.secrets import resolve_api_key
+
+    for name in names:
+        no_env_key.setenv(name, OTHER_CANARY)
+    assert resolve_api_key(uses_simulator=False) == OTHER_CANARY
+
+
+def test_two_different_keys_stop_the_run_and_say_which_to_unset(no_env_key):
+    from moto import mock_aws
+
+    from lib.errors import ApiKeyConflictError, ConfigError
+    from lib.secrets import resolve_api_key
+
+    no_env_key.setenv("MASSIVE_API_KEY", OTHER_CANARY)
+    no_env_key.setenv("POLYGON_API_KEY", CANARY)
+    messages = []
+    with mock_aws():  # were the secret read, it would be read from moto, never from a real account
+        for arguments in ({"uses_simulator": False}, {"uses_simulator": True}, {"uses_simulator": False, "secret_id": "x"}):
+            with pytest.raises(ApiKeyConflictError) as conflict:
+                resolve_api_key(**arguments)
+            assert isinstance(conflict.value, ConfigError)
+            messages.append(str(conflict.value))
+    for message in messages:
+        assert message.startswith("MASSIVE_API_KEY and POLYGON_API_KEY are both set in the environment, to different keys")
+        assert "before any request" in message and "Unset POLYGON_API_KEY to use MASSIVE_API_KEY" in message
+        assert CANARY not in message and OTHER_CANARY not in message
+
+
+def test_both_names_values_are_redacted_from_logs(no_env_key):
+    from lib.errors import ApiKeyConflictError
+    from lib.secrets import resolve_api_key
+
+    no_env_key.setenv("MASSIVE_API_KEY", OTHER_CANARY)
+    no_env_key.setenv("POLYGON_API_KEY", CANARY)
+    with pytest.raises(ApiKeyConflictError):
+        resolve_api_key(uses_simulator=False)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("tests.security.both_names")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("MASSIVE_API_KEY=%s POLYGON_API_KEY=%s", OTHER_CANARY, CANARY)
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().strip() == "MASSIVE_API_KEY=*** POLYGON_API_KEY=***"
+
+
+@pytest.fixture
+def secrets_manager(no_env_key, tmp_path):
+    """moto's Secrets Manager in this process: fake credentials, no profile, no endpoint override."""
+    from moto import mock_aws
+
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
+        no_env_key.delenv(name, raising=False)
+    no_env_key.setenv("AWS_ACCESS_KEY_ID", "testing")
+    no_env_key.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    no_env_key.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    no_env_key.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    no_env_key.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    with mock_aws():
+        import boto3
+
+        yield boto3.client("secretsmanager", region_name="us-east-1")
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [f"{OTHER_CANARY}\n", json.dumps({"MASSIVE_API_KEY": OTHER_CANARY}), json.dumps({"POLYGON_API_KEY": OTHER_CANARY}),
+     json.dumps({"api_key": OTHER_CANARY}), json.dumps({"MASSIVE_API_KEY": OTHER_CANARY, "POLYGON_API_KEY": OTHER_CANARY})],
+    ids=["plain", "massive", "polygon", "api_key", "both-equal"],
+)  # fmt: skip
+def test_secret_holds_the_key_as_plain_text_or_as_json_under_either_name(secrets_manager, stored):
+    from lib.secrets import resolve_api_key
+
+    secrets_manager.create_secret(Name="massive/api-key", SecretString=stored)
+    assert resolve_api_key(uses_simulator=False, secret_id="massive/api-key") == OTHER_CANARY
+
+
+def test_a_named_secret_wins_over_the_environment(secrets_manager, no_env_key):
+    from lib.secrets import resolve_api_key
+
+    secrets_manager.create_secret(Name="massive/api-key", SecretString=json.dumps({"MASSIVE_API_KEY": OTHER_CANARY}))
+    no_env_key.setenv("MASSIVE_API_KEY", CANARY)
+    assert resolve_api_key(uses_simulator=False, secret_id="massive/api-key") == OTHER_CANARY
+
+
+def test_a_secret_with_two_different_keys_or_no_known_field_is_refused_without_showing_them(secrets_manager):
+    from lib.errors import ApiKeyConflictError, ConfigError
+    from lib.secrets import resolve_api_key
+
+    two = json.dumps({"MASSIVE_API_KEY": OTHER_CANARY, "POLYGON_API_KEY": CANARY})
+    secrets_manager.create_secret(Name="stocks/two-keys", SecretString=two)
+    with pytest.raises(ApiKeyConflictError) as conflict:
+        resolve_api_key(uses_simulator=False, secret_id="stocks/two-keys")
+    assert "in the secret 'stocks/two-keys'" in str(conflict.value)
+    assert "Delete the field POLYGON_API_KEY to use MASSIVE_API_KEY" in str(conflict.value)
+    secrets_manager.create_secret(Name="stocks/unknown-field", SecretString=json.dumps({"key": OTHER_CANARY}))
+    with pytest.raises(ConfigError, match="none of the fields MASSIVE_API_KEY, POLYGON_API_KEY, api_key") as missing:
+        resolve_api_key(uses_simulator=False, secret_id="stocks/unknown-field")
+    for error in (conflict.value, missing.value):
+        assert CANARY not in str(error) and OTHER_CANARY not in str(error)
+
+
+def test_runner_refuses_two_different_keys_with_exit_2_before_any_notebook(no_env_key, tmp_path, capsys):
+    from lib import run
+
+    no_env_key.setenv("MASSIVE_API_KEY", OTHER_CANARY)
+    no_env_key.setenv("POLYGON_API_KEY", CANARY)
+    no_env_key.setattr(run, "run_notebooks", lambda *args, **kwargs: pytest.fail("a notebook started"))
+    warehouse, run_dir = tmp_path / "warehouse", tmp_path / "run"
+    assert run.main(["-p", "warehouse", str(warehouse), "-p", "run_dir", str(run_dir)]) == 2
+    output = capsys.readouterr()
+    assert output.err.startswith("error: MASSIVE_API_KEY and POLYGON_API_KEY are both set") and not output.out
+    assert "Unset POLYGON_API_KEY" in output.err and CANARY not in output.err and OTHER_CANARY not in output.err
+    assert not warehouse.exists() and not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "name, api_base_url, expected",
+    [("MASSIVE_API_KEY", "", "https://api.massive.com"), ("POLYGON_API_KEY", "", "https://api.massive.com"),
+     ("MASSIVE_API_KEY", "https://api.polygon.io", "https://api.polygon.io")],
+)  # fmt: skip
+def test_runner_with_a_key_targets_massive_unless_told_otherwise(no_env_key, tmp_path, name, api_base_url, expected):
+    from lib.run import parse_args, resolve_parameters
+
+    no_env_key.setenv(name, OTHER_CANARY)
+    argv = ["-p", "warehouse", str(tmp_path / "w"), "-p", "run_dir", str(tmp_path / "r"), "-p", "api_base_url", api_base_url]
+    assert resolve_parameters(parse_args(argv))["api_base_url"] == expected
+
+
 # -- the canary run -----------------------------------------------------------------------------------------------
 
 
@@ -225,7 +372,7 @@ def test_canary_key_leaves_no_trace_in_anything_a_run_produces(tmp_path):
     from lib.simulator.process import SimulatorProcess
 
     warehouse, run_dir = tmp_path / "warehouse", tmp_path / "runs" / "2024-03-28"
-    env = dict(os.environ, POLYGON_API_KEY=CANARY)
+    env = dict(os.environ, MASSIVE_API_KEY=CANARY, POLYGON_API_KEY=CANARY)  # both names, the same key: fine
     with SimulatorProcess(tickers=5, api_key=CANARY) as simulator:
         command = [
             sys.executable, "-m", "lib.run", "-f", "params/local.yaml", "--ds", "2024-03-28", "--start-ds", "2024-03-25",

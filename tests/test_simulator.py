@@ -224,6 +224,38 @@ def test_wrong_key_is_401_and_query_key_works(sim):
     assert get(sim, f"/v1/open-close/{ticker}/{SESSION}", key=None, apiKey="nope").status_code == 401
 
 
+@pytest.mark.parametrize("names", [("MASSIVE_API_KEY",), ("POLYGON_API_KEY",), ("MASSIVE_API_KEY", "POLYGON_API_KEY")])
+def test_cli_accepts_only_the_key_of_either_variable(monkeypatch, names):
+    from lib.simulator.__main__ import parse_args
+
+    for name in ("MASSIVE_API_KEY", "POLYGON_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert parse_args([]).api_key is None  # neither set: any non-empty key
+    for name in names:
+        monkeypatch.setenv(name, KEY)
+    assert parse_args([]).api_key == KEY
+
+
+def test_cli_refuses_two_different_keys_without_showing_them(monkeypatch, capsys):
+    from lib.simulator.__main__ import parse_args
+
+    monkeypatch.setenv("MASSIVE_API_KEY", "massive-key-one")
+    monkeypatch.setenv("POLYGON_API_KEY", "polygon-key-two")
+    with pytest.raises(SystemExit) as refused:
+        parse_args([])
+    error = capsys.readouterr().err
+    assert refused.value.code == 2 and "Unset POLYGON_API_KEY to use MASSIVE_API_KEY" in error
+    assert "massive-key-one" not in error and "polygon-key-two" not in error
+
+
+def test_process_gives_the_child_only_its_own_key(monkeypatch):
+    """The parent's variables, even two conflicting ones, never reach the child: api_key alone decides."""
+    monkeypatch.setenv("MASSIVE_API_KEY", "massive-key-one")
+    monkeypatch.setenv("POLYGON_API_KEY", "polygon-key-two")
+    with SimulatorProcess(tickers=2, seed=SEED) as any_key:
+        assert get(any_key, "/v3/reference/tickers", key="whatever-key").status_code == 200
+
+
 def test_unknown_path_is_json_404(sim):
     response = get(sim, "/v9/nothing/here")
     assert response.status_code == 404 and response.json()["status"] == "NOT_FOUND"

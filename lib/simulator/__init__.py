@@ -1,4 +1,4 @@
-"""A Polygon-compatible REST simulator: deterministic daily bars on NYSE sessions, served by aiohttp.
+"""A REST simulator of Massive (formerly Polygon.io): deterministic daily bars on NYSE sessions, served by aiohttp.
 
 Run it with `python -m lib.simulator`, or from Python with `SimulatorProcess` / `start_simulator`.
 The pure functions `universe`, `bars_for_day` and `bar` give the exact data the server serves.

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from lib.errors import ApiKeyConflictError
+from lib.secrets import env_api_key
 from lib.simulator.faults import DEFECT_KINDS, FAULT_KINDS, Defects, FaultSettings
 from lib.simulator.server import ServerSettings, run
 
@@ -13,8 +14,9 @@ from lib.simulator.server import ServerSettings, run
 def parse_args(argv: list[str] | None = None) -> ServerSettings:
     parser = argparse.ArgumentParser(
         prog="python -m lib.simulator",
-        description="A Polygon-compatible REST server with deterministic synthetic daily bars. "
-        "Accepts only $POLYGON_API_KEY when that is set, otherwise any non-empty key.",
+        description="A REST server compatible with Massive (formerly Polygon.io), with deterministic synthetic "
+        "daily bars. Accepts only the key in $MASSIVE_API_KEY or $POLYGON_API_KEY when one is set, otherwise any "
+        "non-empty key.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
@@ -48,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
             seed=args.fault_seed,
         )
         defects = Defects.parse(args.defects)
-    except ValueError as exc:
+        api_key = env_api_key() or None  # both variables set to different keys: refused, like a run
+    except (ValueError, ApiKeyConflictError) as exc:
         parser.error(str(exc))
     return ServerSettings(
         host=args.host,
@@ -56,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
         tickers=args.tickers,
         seed=args.seed,
         latency_ms=args.latency_ms,
-        api_key=os.environ.get("POLYGON_API_KEY") or None,
+        api_key=api_key,
         faults=fault_settings,
         defects=defects,
     )

@@ -22,7 +22,7 @@ class SimulatorError(RuntimeError):
 class SimulatorProcess:
     """`with SimulatorProcess(tickers=30) as sim: sim.base_url` — a server in its own process, stopped on exit.
 
-    api_key: when given, the server accepts only this key (it is passed as $POLYGON_API_KEY to the child);
+    api_key: when given, the server accepts only this key (it is passed as $MASSIVE_API_KEY to the child);
     when None, the child accepts any non-empty key. Extra keyword options become CLI flags
     (fault_rate=0.2 -> --fault-rate 0.2; lists and sets are comma-joined).
     """
@@ -60,9 +60,10 @@ class SimulatorProcess:
         if self._process is not None:
             return self
         env = dict(os.environ)
-        env.pop("POLYGON_API_KEY", None)
+        for name in ("MASSIVE_API_KEY", "POLYGON_API_KEY"):  # the child reads either; only ours may reach it
+            env.pop(name, None)
         if self._api_key:
-            env["POLYGON_API_KEY"] = self._api_key
+            env["MASSIVE_API_KEY"] = self._api_key
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         self._process = subprocess.Popen(

@@ -1,4 +1,5 @@
-"""The Polygon-compatible HTTP server: aiohttp handlers for the four endpoints, auth, latency and faults as middleware."""
+"""The HTTP server compatible with Massive (formerly Polygon.io): aiohttp handlers for the four endpoints,
+auth, latency and faults as middleware."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class ServerSettings:
     tickers: int = 300
     seed: int = 42
     latency_ms: float = 0.0
-    api_key: str | None = None  # only this key is accepted when set (from $POLYGON_API_KEY)
+    api_key: str | None = None  # only this key is accepted when set (from $MASSIVE_API_KEY or $POLYGON_API_KEY)
     faults: FaultSettings = dataclasses.field(default_factory=FaultSettings)
     defects: Defects = dataclasses.field(default_factory=Defects)
 
