@@ -143,6 +143,20 @@ def with_commit_retry(table: str, write: Callable[[], R]) -> R:
     raise AssertionError("unreachable")
 
 
+def quote_identifier(*parts: str) -> str:
+    """Names as one Spark SQL identifier, each part in backticks (a backtick inside doubled): `local`.`stocks`.
+
+    The one way a catalog, namespace, table or branch name enters SQL here. RunConfig already refuses anything but
+    letters, digits and _; the quotes also keep a reserved word or a name like `2024` from being read as SQL.
+    """
+    return ".".join("`" + str(part).replace("`", "``") + "`" for part in parts)
+
+
+def table_identifier(config: RunConfig, name: str, *metadata: str) -> str:
+    """The quoted `catalog`.`namespace`.`table` (then a metadata table such as `snapshots`) for SQL and writeTo."""
+    return quote_identifier(config.catalog, config.namespace, name, *metadata)
+
+
 def _ddl_columns(schema: T.StructType) -> str:
     return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema.fields)
 
@@ -153,22 +167,24 @@ def ensure_tables(spark: SparkSession, config: RunConfig) -> None:
 
 
 def _create_missing_tables(spark: SparkSession, config: RunConfig) -> None:
-    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {config.catalog}.{config.namespace}")
+    namespace = quote_identifier(config.catalog, config.namespace)
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {namespace}")
     props = ", ".join(f"'{k}'='{v}'" for k, v in TABLE_PROPERTIES.items())
-    existing = {row.tableName for row in spark.sql(f"SHOW TABLES IN {config.catalog}.{config.namespace}").collect()}
+    existing = {row.tableName for row in spark.sql(f"SHOW TABLES IN {namespace}").collect()}
     for name, schema in SCHEMAS.items():
         if name in existing:
             continue
+        partitioned_by = f"PARTITIONED BY ({PARTITIONING[name]}) " if PARTITIONING[name] else ""
         spark.sql(
-            f"CREATE TABLE IF NOT EXISTS {config.table(name)} ({_ddl_columns(schema)}) USING iceberg "
-            f"PARTITIONED BY ({PARTITIONING[name]}) TBLPROPERTIES ({props})"
+            f"CREATE TABLE IF NOT EXISTS {table_identifier(config, name)} ({_ddl_columns(schema)}) USING iceberg "
+            f"{partitioned_by}TBLPROPERTIES ({props})"
         )
         if name in WRITE_ORDER:
-            spark.sql(f"ALTER TABLE {config.table(name)} WRITE ORDERED BY {WRITE_ORDER[name]}")
+            spark.sql(f"ALTER TABLE {table_identifier(config, name)} WRITE ORDERED BY {WRITE_ORDER[name]}")
 
 
 def read_table(spark: SparkSession, config: RunConfig, name: str) -> DataFrame:
-    return spark.table(config.table(name))
+    return spark.table(table_identifier(config, name))
 
 
 def conform(df: DataFrame, name: str) -> DataFrame:
@@ -192,21 +208,21 @@ def replace_rows(
     outside = conformed.filter(~condition | F.col(column).isNull()).limit(1).count()
     if outside:
         raise ValueError(f"refusing to write {name}: rows with {column} outside {start}..{end}")
-    with_commit_retry(name, lambda: conformed.writeTo(config.table(name)).overwrite(condition))
+    with_commit_retry(name, lambda: conformed.writeTo(table_identifier(config, name)).overwrite(condition))
 
 
 def overwrite_partitions(config: RunConfig, name: str, df: DataFrame) -> None:
     """Atomically replace the partitions present in `df` (dynamic overwrite): one commit."""
     conformed = conform(df, name)
-    with_commit_retry(name, lambda: conformed.writeTo(config.table(name)).overwritePartitions())
+    with_commit_retry(name, lambda: conformed.writeTo(table_identifier(config, name)).overwritePartitions())
 
 
 def snapshot_count(spark: SparkSession, config: RunConfig, name: str) -> int:
-    return spark.table(f"{config.table(name)}.snapshots").count()
+    return spark.table(table_identifier(config, name, "snapshots")).count()
 
 
 def data_file_count(spark: SparkSession, config: RunConfig, name: str) -> int:
-    return spark.table(f"{config.table(name)}.files").count()
+    return spark.table(table_identifier(config, name, "files")).count()
 
 
 def maintain(
@@ -223,7 +239,7 @@ def maintain(
     """
     if keep_last < 1:
         raise ValueError(f"keep_last must be at least 1 (the current snapshot), got {keep_last}")
-    table = f"{config.namespace}.{name}"
+    table = quote_identifier(config.namespace, name)  # inside a string literal: backticks, never a quote
     files_before = data_file_count(spark, config, name)
     snapshots_before = snapshot_count(spark, config, name)
     rewrite_args = [
@@ -235,13 +251,13 @@ def maintain(
     if where:
         # A Spark SQL string literal escapes quotes with a backslash ('' would end one literal and start another).
         rewrite_args.append("where => '{}'".format(where.replace("\\", "\\\\").replace("'", "\\'")))
-    call = f"CALL {config.catalog}.system.rewrite_data_files({', '.join(rewrite_args)})"
+    call = f"CALL {quote_identifier(config.catalog)}.system.rewrite_data_files({', '.join(rewrite_args)})"
     rewritten = with_commit_retry(name, lambda: spark.sql(call).first())
     # older_than is now (to the millisecond, in UTC whatever the session's time zone), so retain_last alone
     # decides what stays; the procedure's default keeps every snapshot of the last five days.
     now = dt.datetime.now(dt.UTC)
     expire = (
-        f"CALL {config.catalog}.system.expire_snapshots(table => '{table}', retain_last => {int(keep_last)}, "
+        f"CALL {quote_identifier(config.catalog)}.system.expire_snapshots(table => '{table}', retain_last => {int(keep_last)}, "
         f"older_than => TIMESTAMP '{now:%Y-%m-%d %H:%M:%S.%f}+00:00')"
     )
     expired = with_commit_retry(name, lambda: spark.sql(expire).first())

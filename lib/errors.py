@@ -1,5 +1,8 @@
 """Typed errors of the workspace; each message says what was wrong and what to do."""
 
+import os
+import re
+
 
 class WorkspaceError(Exception):
     """Base class of every error this workspace raises on purpose."""
@@ -9,7 +12,22 @@ class ConfigError(WorkspaceError, ValueError):
     """A parameter or params file is invalid."""
 
 
-class DsFormatError(ConfigError):
+class ParameterError(ConfigError):
+    """One parameter's value is refused: names the parameter, the value received, what was expected and what to do.
+
+    `name` is the parameter (`simulator_options`, not its key); `field`, when set, is the key inside a mapping-valued
+    parameter. The message shows the value redacted (no key, no URL credentials or query) and truncated.
+    """
+
+    def __init__(self, name: str, value, expected: str, hint: str = "", *, field: str = "", message: str = ""):
+        self.name, self.value, self.expected, self.hint, self.field = name, value, expected, hint, field
+        self.shown = shown_value(value)
+        label = f"{name}.{field}" if field else name
+        text = message or f"{label} must be {expected}, got {self.shown}."
+        super().__init__(f"{text} {hint}".strip())
+
+
+class DsFormatError(ParameterError):
     """A date parameter is not YYYY-MM-DD."""
 
 
@@ -55,6 +73,27 @@ class CommitConflictError(WorkspaceError):
 
 class MissingInputError(WorkspaceError):
     """A step found nothing of what an earlier step writes: that step runs first (01_ingest, then 02, 03, 04)."""
+
+
+SHOWN_LIMIT = 80
+
+
+def shown_value(value) -> str:
+    """A received value as an error message may show it: the API key redacted (lib.secrets), URL credentials and
+    queries masked, at most SHOWN_LIMIT characters."""
+    from lib import secrets  # here: lib.secrets raises the errors of this module
+
+    text = repr(value)
+    for variable in (secrets.ENV_VAR, "MASSIVE_API_KEY"):
+        key = os.environ.get(variable, "")
+        if len(key) >= 4:  # a one-letter "key" would star out every such letter of the message
+            text = secrets.redact(text, key)
+    if "://" in text:
+        text = re.sub(r"(?<=://)[^/?#@\s'\"]*@", "***@", text)  # user:password@host
+        text = re.sub(r"\?[^\s'\"#]*", "?***", text)  # a query may carry apiKey=
+    if len(text) > SHOWN_LIMIT:
+        text = f"{text[: SHOWN_LIMIT - 3]}... ({len(str(value)):,} characters)"
+    return text
 
 
 class ApiKeyConflictError(ConfigError):

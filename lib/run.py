@@ -17,9 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from lib.config import RunConfig, load_params_file
+from lib.config import RunConfig, cli_value, load_params_file
 from lib.errors import WorkspaceError
 from lib.secrets import env_api_key
 from lib.trading_days import trading_days
@@ -67,7 +65,7 @@ def _at_repo(path: str | os.PathLike) -> Path:
 def resolve_parameters(args: argparse.Namespace) -> dict:
     params = load_params_file(_at_repo(args.parameters_file))
     for name, value in args.parameter:
-        params[name] = yaml.safe_load(value) if value != "" else ""
+        params[name] = cli_value(value)  # text YAML cannot read stays text, for its parameter's rule to judge
     if args.ds:
         params["ds"] = args.ds
     if args.start_ds is not None:
@@ -363,6 +361,9 @@ def write_record(params: dict, notebooks: list[dict], mode: str, started_at: str
     run_dir.mkdir(parents=True, exist_ok=True)
     config = RunConfig.from_params(**params)
     finished = status != "running"
+    # Only what this run did: quality_results and the ingest summary may hold an earlier run's figures for this ds.
+    succeeded = {r["notebook"] for r in notebooks if r["status"] == "ok"}
+    ran = {r["notebook"] for r in notebooks if r["status"] in ("ok", "failed")}
     record = {
         "status": status,
         "mode": mode,
@@ -373,8 +374,8 @@ def write_record(params: dict, notebooks: list[dict], mode: str, started_at: str
         "seconds": round(seconds, 1),
         "notebooks": notebooks,
         "tables": table_rows(params) if finished else {},
-        "calls": ingest_calls(run_dir) if finished else None,
-        "quality": quality_summary(params) if finished else None,
+        "calls": ingest_calls(run_dir) if finished and "01_ingest" in ran else None,
+        "quality": quality_summary(params) if finished and "03_quality" in succeeded else None,
         "figures": sorted(p.name for p in (run_dir / "figures").glob("*.png")),
         "versions": versions(),
     }
@@ -440,9 +441,16 @@ def main_range(args: argparse.Namespace, params: dict) -> int:
     ok = record["status"] == "ok"
     print()
     print(f"{'succeeded' if ok else 'FAILED'} in {record['seconds']:.0f}s")
-    for name, counts in record["tables"].items():
-        print(f"  {name:<22} {counts['total_rows']:>10,} rows ({counts['run_rows']:,} in this run's span)")
-    if record["quality"]:
+    for failure in (r for r in record["notebooks"] if r["status"] == "failed"):
+        print(f"  {failure['notebook']} failed: {failure.get('error', '')}")
+        print(f"  executed notebook with the failing cell: {run_dir / (failure['notebook'] + '.ipynb')}")
+    not_run = [r["notebook"] for r in record["notebooks"] if r["status"] == "not run"]
+    if not_run:
+        print(f"  not run: {', '.join(not_run)}")
+    if ok:  # after a failure the span's rows may be an earlier run's: run.json keeps them, the summary claims none
+        for name, counts in record["tables"].items():
+            print(f"  {name:<22} {counts['total_rows']:>10,} rows ({counts['run_rows']:,} in this run's span)")
+    if record["quality"]:  # set only when 03_quality succeeded in this run
         print(f"  quality: {quality_line(record['quality'])}")
     print(f"  figures: {len(record['figures'])} PNG in {run_dir / 'figures'}")
     print(f"  executed notebooks: {run_dir}/*.ipynb (open them in `make lab`)")

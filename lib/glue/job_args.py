@@ -1,6 +1,8 @@
 """Inside a Glue job: `--name value` job arguments override the script's injected parameters.
 
-Stdlib only (plus awsglue when present): it runs first in every generated script, before `lib` needs Spark.
+It runs first in every generated script, before `lib` needs Spark: the arguments are read with the stdlib (or
+awsglue when present), then every parameter is validated by lib.config's rules, so a bad argument stops the job
+with the same ParameterError the runner and a notebook give, before any work.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def _read(argv: Sequence[str], names: list[str]) -> dict[str, str]:
 
 
 def _typed(text: str, default: Any) -> Any:
-    """A job argument (always text) as the type of the parameter's injected value."""
+    """A job argument (always text) as the type of the parameter's injected value; text that is not of that type
+    stays text, for validation to refuse with the parameter's name (rather than int()'s ValueError)."""
     if isinstance(default, str):
         return text
     if isinstance(default, bool):
@@ -39,28 +42,34 @@ def _typed(text: str, default: Any) -> Any:
             return True
         if text.strip().lower() in ("false", "0", "no"):
             return False
-        raise ValueError(f"job argument expects true or false, got {text!r}")
-    if isinstance(default, int):
-        return int(text)
-    if isinstance(default, float):
-        return float(text)
+        return text
+    for number in (int, float):
+        if isinstance(default, number):
+            try:
+                return number(text)
+            except ValueError:
+                return text
     try:  # lists, dicts, null: JSON, e.g. --symbols '["AAPL", "MSFT"]'
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return text
 
 
+def validate(parameters: Mapping[str, Any]) -> None:
+    """The job's parameters by RunConfig's rules (those it knows: a notebook may add its own); ParameterError if bad."""
+    from lib.config import PARAMETERS, RunConfig
+
+    RunConfig.from_params(**{name: value for name, value in parameters.items() if name in PARAMETERS})
+
+
 def resolve_parameters(parameters: Mapping[str, Any], argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """The parameters given as job arguments, typed like their current values; absent ones are left out."""
+    """The parameters given as job arguments, typed like their current values; absent ones are left out.
+
+    Every parameter, given or injected, is validated first: a bad one raises lib.errors.ParameterError.
+    """
     argv = sys.argv if argv is None else argv
     names = [name for name in parameters if _given(argv, name)]
-    if not names:
-        return {}
-    raw = _read(argv, names)
-    resolved = {}
-    for name in names:
-        try:
-            resolved[name] = _typed(raw[name], parameters[name])
-        except ValueError as exc:
-            raise ValueError(f"job argument --{name}: {exc}") from exc
+    raw = _read(argv, names) if names else {}
+    resolved = {name: _typed(raw[name], parameters[name]) for name in names}
+    validate({**parameters, **resolved})
     return resolved
