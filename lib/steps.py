@@ -80,7 +80,6 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
     """Tickers for ds, bars for every market day of start_ds..ds, into the daily tables (idempotent)."""
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
-    require_inputs(spark, config, "02_monthly_rollup", ("stock_prices",))
     driver_client = PolygonClient(settings)
     ticker_records = driver_client.tickers(as_of=config.ds)
     if not ticker_records:
@@ -213,6 +212,7 @@ def run_rollup(
 
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
+    require_inputs(spark, config, "02_monthly_rollup", ("stock_prices",))
     days = config.span_days
     months = sorted({monthly.month_start(d) for d in days})
     if not days:
