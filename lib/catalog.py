@@ -81,6 +81,24 @@ SCHEMAS: dict[str, T.StructType] = {
             T.StructField("failed_at", T.TimestampType()),
         ]
     ),
+    # One row per action, keyed by the API's id (source_id); see merge_corporate_actions.
+    "corporate_actions": T.StructType(
+        [
+            T.StructField("symbol", T.StringType()),
+            T.StructField("action_type", T.StringType()),  # split or dividend
+            T.StructField("ex_date", T.DateType()),
+            T.StructField("split_from", T.DoubleType()),
+            T.StructField("split_to", T.DoubleType()),
+            T.StructField("cash_amount", T.DoubleType()),
+            T.StructField("currency", T.StringType()),
+            T.StructField("declaration_date", T.DateType()),
+            T.StructField("record_date", T.DateType()),
+            T.StructField("pay_date", T.DateType()),
+            T.StructField("source_id", T.StringType()),
+            T.StructField("first_seen_ds", T.DateType()),
+            T.StructField("last_seen_ds", T.DateType()),
+        ]
+    ),
 }
 
 # Partitioning: daily tables by their date, so a re-run replaces whole partitions (a metadata-only
@@ -92,11 +110,14 @@ PARTITIONING = {
     "monthly_stock_prices": "month_start",
     "quality_results": "ds",
     "ingest_failures": "ds",
+    # Tens of thousands of rows over decades: one unpartitioned table, merged by id, read whole or by symbol.
+    "corporate_actions": None,
 }
 WRITE_ORDER = {
     "stock_prices": "symbol",
     "raw_daily_bars": "symbol",
     "monthly_stock_prices": "symbol, metric_name",
+    "corporate_actions": "symbol, ex_date",
 }
 TABLE_PROPERTIES = {
     "format-version": "2",
@@ -215,6 +236,48 @@ def overwrite_partitions(config: RunConfig, name: str, df: DataFrame) -> None:
     """Atomically replace the partitions present in `df` (dynamic overwrite): one commit."""
     conformed = conform(df, name)
     with_commit_retry(name, lambda: conformed.writeTo(table_identifier(config, name)).overwritePartitions())
+
+
+# What a sighting of an action may change: everything but the key and the day it was first seen.
+_ACTION_VALUES = tuple(f.name for f in SCHEMAS["corporate_actions"].fields if f.name not in ("source_id", "first_seen_ds"))
+
+
+def merge_corporate_actions(spark: SparkSession, config: RunConfig, actions: DataFrame, seen_ds: dt.date) -> None:
+    """Upsert the actions seen by the run of `seen_ds` into corporate_actions, by source_id: one commit.
+
+    Needs the corporate_actions columns but first_seen_ds and last_seen_ds (set from `seen_ds`), one row per
+    source_id. A new id is inserted. An id seen again keeps its first_seen_ds (the earlier of the two) and takes
+    the later last_seen_ds; its values (symbol, dates, ratio, amount) are replaced by this sighting's, which is
+    how a vendor's correction under the same id lands, unless the stored row was seen on a later ds (a re-run of
+    an older ds does not bring back values since corrected). Running the same ds again changes nothing.
+    """
+    missing_ids = actions.filter(F.col("source_id").isNull()).limit(1).count()
+    if missing_ids:
+        raise ValueError("cannot merge corporate_actions: rows without a source_id (the API's id is the key)")
+    seen = actions.withColumn("first_seen_ds", F.lit(seen_ds)).withColumn("last_seen_ds", F.lit(seen_ds))
+    source = conform(seen, "corporate_actions").dropDuplicates()
+    repeated = source.groupBy("source_id").count().filter(F.col("count") > 1).limit(3).collect()
+    if repeated:
+        ids = ", ".join(row.source_id for row in repeated)
+        raise ValueError(f"cannot merge corporate_actions: source_id {ids} comes with different values in one write")
+    view = f"corporate_actions_seen_{seen_ds:%Y%m%d}_{random.randrange(1 << 30)}"
+    source.createOrReplaceTempView(view)
+    newer = "s.last_seen_ds >= t.last_seen_ds"
+    updates = ", ".join(
+        [f"t.`{c}` = CASE WHEN {newer} THEN s.`{c}` ELSE t.`{c}` END" for c in _ACTION_VALUES if c != "last_seen_ds"]
+        + [
+            "t.first_seen_ds = least(t.first_seen_ds, s.first_seen_ds)",
+            "t.last_seen_ds = greatest(t.last_seen_ds, s.last_seen_ds)",
+        ]
+    )
+    merge = (
+        f"MERGE INTO {table_identifier(config, 'corporate_actions')} t USING {view} s ON t.source_id = s.source_id "
+        f"WHEN MATCHED THEN UPDATE SET {updates} WHEN NOT MATCHED THEN INSERT *"
+    )
+    try:
+        with_commit_retry("corporate_actions", lambda: spark.sql(merge))
+    finally:
+        spark.catalog.dropTempView(view)
 
 
 def snapshot_count(spark: SparkSession, config: RunConfig, name: str) -> int:

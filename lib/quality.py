@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -18,12 +19,15 @@ from pyspark.sql import types as T
 
 from lib.catalog import SCHEMAS
 from lib.errors import ConfigError, QualityGateError
-from lib.trading_days import trading_days
+from lib.trading_days import today_new_york, trading_days
 
 SEVERITIES = ("error", "warn")
 METRICS = ("open", "high", "low", "close", "volume", "vwap", "transactions")
 REQUIRED_BAR_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume")
 SAMPLE_SIZE = 5
+# Calendar days of prices before the span that the checks see (QualityInputs.price_context): longer than any NYSE
+# closure (the longest since 2000, after 9/11, was six days), so every span day has its previous bar.
+PRICE_CONTEXT_DAYS = 14
 
 DEFAULT_THRESHOLDS: dict = {
     # vwap may sit this fraction outside [low, high] (rounding by the source) before it is a defect.
@@ -34,6 +38,14 @@ DEFAULT_THRESHOLDS: dict = {
     "outlier_z": 8.0,
     # Symbols with fewer observations than this in the span are not scored for outliers.
     "outlier_min_days": 10,
+    # A close-to-close move (as traded) beyond this factor either way, that no split explains, is a price jump:
+    # 1.4 catches the smallest common split, 3-for-2 (x1.5 or x0.67), even on a day the stock moves 7% against it,
+    # while a listed stock rarely gains 40% or loses 29% in one session without news worth a look anyway.
+    "jump_ratio": 1.4,
+    # Across a split's ex-date the as-traded close should move by split_from / split_to, give or take a normal
+    # day's move; beyond this factor the prices do not show the split (a wrong ex-date, or prices already adjusted).
+    # 1.2 still tells a 5-for-4 split (x0.8) from no split at all.
+    "split_tolerance": 1.2,
     "severity": {
         "duplicates": "error",
         "null_values": "error",
@@ -43,6 +55,11 @@ DEFAULT_THRESHOLDS: dict = {
         "completeness_days": "error",
         "array_integrity": "error",
         "outliers": "warn",
+        # Real markets do jump: a warning to look at, not a stop.
+        "price_jumps": "warn",
+        # An impossible action (a duplicate, a zero ratio, a dividend of the whole price) corrupts every adjusted read
+        # of the symbol, as an impossible bar does: it stops the publish like ohlc_consistency.
+        "corporate_actions": "error",
     },
 }
 
@@ -91,6 +108,16 @@ class QualityInputs:
     monthly_stock_prices: DataFrame | None = None
     stock_tickers: DataFrame | None = None
     ingest_failures: DataFrame | None = None
+    # stock_prices around the span, not only in it: from PRICE_CONTEXT_DAYS before the first month checked through
+    # the end of the last one. Late data (a ds before its month's from_date) and the previous close of a span's first
+    # day need it. None falls back to `stock_prices`.
+    price_context: DataFrame | None = None
+    # The whole corporate_actions table (small). None skips the checks that need it; an empty frame passes them.
+    corporate_actions: DataFrame | None = None
+
+
+def _price_context(inputs: QualityInputs) -> DataFrame | None:
+    return inputs.price_context if inputs.price_context is not None else inputs.stock_prices
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,9 @@ def resolve_thresholds(thresholds: dict | None = None) -> dict:
     for key in ("vwap_tolerance", "array_tolerance", "outlier_z", "outlier_min_days"):
         if not isinstance(merged[key], int | float) or merged[key] < 0:
             raise ConfigError(f"quality threshold {key} must be a non-negative number, got {merged[key]!r}")
+    for key in ("jump_ratio", "split_tolerance"):
+        if not isinstance(merged[key], int | float) or merged[key] <= 1:
+            raise ConfigError(f"quality threshold {key} must be a factor above 1 (e.g. 1.4), got {merged[key]!r}")
     return merged
 
 
@@ -244,6 +274,11 @@ def _completeness_tickers(inputs: QualityInputs, ctx: _Context) -> list[_Finding
     return [_Finding("stock_prices", failures, f"active tickers without a bar or ingest failure on {ds}", ("symbol",))]
 
 
+def _month_end(day: dt.date) -> dt.date:
+    next_month = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return next_month - dt.timedelta(days=1)
+
+
 def _trading_days_frame(spark: SparkSession, days: list[dt.date]) -> DataFrame:
     schema = T.StructType([T.StructField("date", T.DateType())])
     return spark.createDataFrame([(d,) for d in days], schema)
@@ -274,9 +309,14 @@ def _explode_slots(monthly: DataFrame) -> DataFrame:
 
 
 def _array_integrity(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
-    """Shape of each monthly row (length = day of from_date, from_date a session in the month, not after
-    ds, the same for every symbol of the month) and, with stock_prices, slot-by-slot reconciliation
-    over the span. Failures: symbol, month_start, metric_name, date, problem."""
+    """Shape of each monthly row and, with stock_prices, slot-by-slot reconciliation over the span.
+    Failures: symbol, month_start, metric_name, date, problem.
+
+    Shape: length = day of from_date; from_date a session in the month, the same for every symbol of the
+    month, not in the future, and not after both ds and the month's latest bar in stock_prices. That last
+    bound is what "never after the ds of the run that set it" leaves checkable later: a run for a day
+    before from_date (late data) keeps the later from_date, whose own run left bars up to it.
+    """
     monthly = inputs.monthly_stock_prices
     if monthly is None:
         return []
@@ -284,19 +324,37 @@ def _array_integrity(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
     columns = ("symbol", "month_start", "metric_name", "date", "problem")
     length = F.coalesce(F.size("metric_array"), F.lit(-1))
     from_day = F.dayofmonth("from_date")
-    sessions = trading_days(ctx.span_start.replace(day=1), max(ctx.ds, ctx.span_end))
+    # Days through the end of ds's month are judged, so a from_date after ds (late data) is too.
+    today = today_new_york()
+    judged_from, judged_to = ctx.span_start.replace(day=1), min(_month_end(max(ctx.ds, ctx.span_end)), today)
+    sessions = trading_days(judged_from, judged_to)
     session_days = F.broadcast(_trading_days_frame(spark, sessions).withColumn("is_session", F.lit(True)))
     shaped = monthly.join(session_days, monthly["from_date"] == session_days["date"], "left").drop("date")
+    bars = _price_context(inputs)
+    latest_bars = (
+        bars.groupBy(F.trunc("date", "month").alias("month_start")).agg(F.max("date").alias("latest_bar"))
+        if bars is not None
+        else spark.createDataFrame([], "month_start date, latest_bar date")
+    )
+    shaped = shaped.join(F.broadcast(latest_bars), "month_start", "left")
     shape_problems = _rows_with_problems(
         shaped,
         _problems(
             (length != from_day, F.format_string("length %d != day of from_date %d", length, from_day)),
             (F.trunc("from_date", "month") != F.col("month_start"), "from_date outside month"),
-            (F.col("from_date") > F.lit(ctx.ds), "from_date after ds"),
+            (F.col("from_date") > F.lit(today), F.lit(f"from_date in the future (today is {today})")),
             (
-                F.col("is_session").isNull() & F.col("from_date").between(sessions[0], sessions[-1])
-                if sessions
-                else F.lit(False),
+                (F.col("from_date") > F.lit(ctx.ds))
+                & (F.col("from_date") <= F.lit(today))
+                & (F.col("latest_bar").isNull() | (F.col("from_date") > F.col("latest_bar"))),
+                F.format_string(
+                    "from_date after ds %s and after the month's latest bar %s",
+                    F.lit(ctx.ds.isoformat()),
+                    F.coalesce(F.col("latest_bar").cast("string"), F.lit("(none)")),
+                ),
+            ),
+            (
+                F.col("is_session").isNull() & F.col("from_date").between(judged_from, judged_to),
                 "from_date not a trading day",
             ),
         ),
@@ -406,6 +464,135 @@ def _outliers(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
     return [_Finding("stock_prices", failures, f"outlying moves or volumes (|robust z| > {z_limit:g})", ("symbol", "date"))]
 
 
+# --------------------------------------------------------------------------------------------
+# Corporate actions and the as-traded prices they explain
+
+
+def _not_positive(column: str) -> Column:
+    """Null, NaN, zero or negative (Spark orders NaN above every number, so `> 0` alone lets it through)."""
+    return F.col(column).isNull() | F.isnan(column) | (F.col(column) <= 0)
+
+
+def _split_ratios(actions: DataFrame) -> DataFrame:
+    """symbol, ex_date, split_ratio (the product of split_from / split_to) of the splits that can be right."""
+    return (
+        actions.filter((F.col("action_type") == "split") & ~_not_positive("split_from") & ~_not_positive("split_to"))
+        .groupBy("symbol", "ex_date")
+        .agg(F.product(F.col("split_from") / F.col("split_to")).alias("split_ratio"))
+    )
+
+
+def _corporate_actions(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
+    """Actions that cannot be right, over the whole table: one symbol, type and ex-date under several ids, a split
+    ratio that is missing, zero or negative, a dividend whose cash_amount is not positive, and, for ex-dates in the
+    span (whose previous close the run has), a dividend of at least the previous as-traded close per new share.
+    Failures: symbol, action_type, ex_date, source_id, value (the count, ratio or cash / close), problem."""
+    actions = inputs.corporate_actions
+    if actions is None:
+        return []
+    columns = ("symbol", "action_type", "ex_date", "source_id", "value", "problem")
+    duplicates = (
+        actions.groupBy("symbol", "action_type", "ex_date")
+        .agg(F.array_sort(F.collect_set("source_id")).alias("ids"))
+        .filter(F.size("ids") > 1)
+        .select(
+            "symbol", "action_type", "ex_date",
+            F.concat_ws(", ", "ids").alias("source_id"),
+            F.size("ids").cast("double").alias("value"),
+            F.format_string("the same %s under %d ids", F.col("action_type"), F.size("ids")).alias("problem"),
+        )
+    )  # fmt: skip
+    is_split, is_dividend = F.col("action_type") == "split", F.col("action_type") == "dividend"
+    shown = F.coalesce(F.col("split_from").cast("string"), F.lit("null"))
+    shown_to = F.coalesce(F.col("split_to").cast("string"), F.lit("null"))
+    impossible = _rows_with_problems(
+        actions,
+        _problems(
+            (~(is_split | is_dividend) | F.col("action_type").isNull(), "action_type not split or dividend"),
+            (is_split & (_not_positive("split_from") | _not_positive("split_to")),
+             F.format_string("split ratio %s:%s cannot be right", shown, shown_to)),
+            (is_dividend & _not_positive("cash_amount"),
+             F.format_string("cash_amount %s <= 0", F.coalesce(F.col("cash_amount").cast("string"), F.lit("null")))),
+        ),
+    ).select("symbol", "action_type", "ex_date", "source_id",
+             F.when(is_split, F.col("split_from") / F.col("split_to")).otherwise(F.col("cash_amount")).alias("value"),
+             "problem")  # fmt: skip
+    failures = duplicates.unionByName(impossible)
+
+    bars = _price_context(inputs)
+    if bars is not None:
+        dividends = actions.filter(
+            is_dividend & ~_not_positive("cash_amount") & F.col("ex_date").between(ctx.span_start, ctx.span_end)
+        ).join(_split_ratios(actions), ["symbol", "ex_date"], "left")
+        closes = bars.filter(F.col("close").isNotNull()).select("symbol", F.col("date").alias("bar_date"), "close")
+        previous = (
+            dividends.join(closes, (dividends["symbol"] == closes["symbol"]) & (closes["bar_date"] < dividends["ex_date"]))
+            .groupBy(dividends["symbol"], "action_type", "ex_date", "source_id", "cash_amount", "split_ratio")
+            .agg(F.max("bar_date").alias("bar_date"), F.max_by("close", "bar_date").alias("close"))
+            .withColumn("per_new_share", F.col("close") * F.coalesce("split_ratio", F.lit(1.0)))
+        )
+        too_large = previous.filter(F.col("cash_amount") >= F.col("per_new_share")).select(
+            "symbol", "action_type", "ex_date", "source_id",
+            (F.col("cash_amount") / F.col("per_new_share")).alias("value"),
+            F.format_string("cash_amount %s >= previous close %s per new share (%s)", F.col("cash_amount").cast("string"),
+                            F.col("per_new_share").cast("string"), F.col("bar_date").cast("string")).alias("problem"),
+        )  # fmt: skip
+        failures = failures.unionByName(too_large)
+    return [_Finding("corporate_actions", failures.select(*columns), "impossible corporate actions",
+                     ("symbol", "ex_date", "source_id"))]  # fmt: skip
+
+
+def _price_jumps(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
+    """Close-to-close moves (as traded) into a span day that the splits between the two bars do not explain:
+    beyond `jump_ratio` either way with no split in between (an unrecorded split, or news), or, across a split's
+    ex-date, off split_from / split_to by more than `split_tolerance` (a vendor's wrong split date shows as both).
+    Needs corporate_actions. Failures: symbol, previous_date, date, observed_ratio, split_ratio, problem."""
+    bars = _price_context(inputs)
+    if bars is None or inputs.corporate_actions is None:
+        return []
+    jump = math.log(float(ctx.thresholds["jump_ratio"]))
+    tolerance = math.log(float(ctx.thresholds["split_tolerance"]))
+    by_date = Window.partitionBy("symbol").orderBy("date")
+    moves = (
+        bars.filter(F.col("close").isNotNull() & (F.col("close") > 0))
+        .select("symbol", "date", "close", F.lag("date").over(by_date).alias("previous_date"),
+                F.lag("close").over(by_date).alias("previous_close"))
+        .filter(F.col("previous_close").isNotNull() & F.col("date").between(ctx.span_start, ctx.span_end))
+    )  # fmt: skip
+    splits = F.broadcast(_split_ratios(inputs.corporate_actions))
+    explained = (
+        moves.join(
+            splits,
+            (moves["symbol"] == splits["symbol"])
+            & (splits["ex_date"] > moves["previous_date"])
+            & (splits["ex_date"] <= moves["date"]),
+            "left",
+        )
+        .groupBy(moves["symbol"], "previous_date", "date", "previous_close", "close")
+        .agg(F.product(F.coalesce("split_ratio", F.lit(1.0))).alias("split_ratio"),
+             F.concat_ws(", ", F.array_sort(F.collect_list(F.col("ex_date").cast("string")))).alias("ex_dates"))
+    )  # fmt: skip
+    observed = F.col("close") / F.col("previous_close")
+    residual = F.abs(F.log(observed / F.col("split_ratio")))
+    has_split = F.col("ex_dates") != ""
+    move = F.format_string(
+        "close x%.3f from %s to %s", observed, F.col("previous_date").cast("string"), F.col("date").cast("string")
+    )
+    failures = (
+        explained.withColumn("observed_ratio", observed)
+        .filter((~has_split & (residual > jump)) | (has_split & (residual > tolerance)))
+        .select(
+            "symbol", "previous_date", "date", "observed_ratio", "split_ratio",
+            F.when(has_split, F.format_string("%s, split (ex %s) expects x%.3f: not in the prices", move, F.col("ex_dates"),
+                                              F.col("split_ratio")))
+            .otherwise(F.format_string("%s, no split explains it", move)).alias("problem"),
+        )
+    )  # fmt: skip
+    limit = float(ctx.thresholds["jump_ratio"])
+    return [_Finding("stock_prices", failures, f"moves no split explains (beyond x{limit:g}) or splits the prices do not show",
+                     ("symbol", "date"))]  # fmt: skip
+
+
 CHECKS: dict[str, Callable[[QualityInputs, _Context], list[_Finding]]] = {
     "duplicates": _duplicates,
     "null_values": _null_values,
@@ -415,6 +602,8 @@ CHECKS: dict[str, Callable[[QualityInputs, _Context], list[_Finding]]] = {
     "completeness_days": _completeness_days,
     "array_integrity": _array_integrity,
     "outliers": _outliers,
+    "price_jumps": _price_jumps,
+    "corporate_actions": _corporate_actions,
 }
 
 

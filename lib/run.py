@@ -197,6 +197,7 @@ def table_rows(params: dict) -> dict[str, dict[str, int]]:
     span_filters = {
         "monthly_stock_prices": ("month_start", " or ".join(f"month_start = '{m}'" for m in months)),
         **{name: ("ds", f"ds = '{config.ds}'") for name in DS_TABLES},
+        "corporate_actions": ("last_seen_ds", f"last_seen_ds = '{config.ds}'"),  # the actions this run saw
     }
     rows = {}
     for name in SCHEMAS:

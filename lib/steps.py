@@ -264,6 +264,29 @@ def quality_inputs(spark: SparkSession, config: RunConfig):
         ),
         stock_tickers=span_table(spark, config, "stock_tickers", column="ds", start=config.ds),
         ingest_failures=span_table(spark, config, "ingest_failures", column="ds", start=config.ds),
+        price_context=_price_context(spark, config),
+        corporate_actions=_corporate_actions(spark, config),
+    )
+
+
+def _corporate_actions(spark: SparkSession, config: RunConfig) -> DataFrame:
+    """The whole corporate_actions table (small); empty when a warehouse does not have it yet: nothing to judge."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        return catalog.read_table(spark, config, "corporate_actions")
+    except AnalysisException:
+        return spark.createDataFrame([], catalog.SCHEMAS["corporate_actions"])
+
+
+def _price_context(spark: SparkSession, config: RunConfig) -> DataFrame:
+    """stock_prices from a little before the span's months through their end (lib.quality.QualityInputs.price_context)."""
+    from lib.quality import PRICE_CONTEXT_DAYS
+
+    months = _span_months(config)
+    after_last_month = (months[-1] + dt.timedelta(days=32)).replace(day=1)
+    return catalog.read_table(spark, config, "stock_prices").filter(
+        (F.col("date") >= F.lit(months[0] - dt.timedelta(days=PRICE_CONTEXT_DAYS))) & (F.col("date") < F.lit(after_last_month))
     )
 
 
@@ -273,7 +296,7 @@ def rollup_checks(spark: SparkSession, config: RunConfig) -> list:
 
     inputs = quality_inputs(spark, config)
     only_monthly = quality.QualityInputs(
-        monthly_stock_prices=inputs.monthly_stock_prices, stock_prices=inputs.stock_prices
+        monthly_stock_prices=inputs.monthly_stock_prices, stock_prices=inputs.stock_prices, price_context=inputs.price_context
     )
     results = quality.run_checks(only_monthly, config.ds, config.span_days, config.quality,
                                  only=["duplicates", "array_integrity"])  # fmt: skip

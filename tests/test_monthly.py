@@ -327,3 +327,78 @@ def test_applied_days_may_be_unsorted_and_repeated(spark):
     result = apply_days(prices, None, [D(2024, 3, 4), D(2024, 3, 1), D(2024, 3, 4)])
 
     assert_same_rows(result, monthly_df(spark, monthly_rows("AAA", MARCH, D(2024, 3, 4), [1.0, None, None, 4.0])))
+
+
+# ---------------------------------------------------------------------------- late data and the closing checks
+
+THURSDAY, FRIDAY = D(2024, 3, 21), D(2024, 3, 22)
+
+
+def test_late_thursday_after_friday_keeps_from_date_and_passes_array_integrity(spark):
+    from lib.quality import QualityInputs, run_checks
+
+    prices = prices_df(spark, [bar("AAA", THURSDAY, 21.0), bar("AAA", FRIDAY, 22.0), bar("BBB", THURSDAY, 51.0)])
+    after_friday = store(spark, None, apply_days(prices, None, [FRIDAY]))
+
+    after_thursday = store(spark, after_friday, apply_days(prices, after_friday, [THURSDAY]))
+
+    expected = monthly_df(
+        spark,
+        monthly_rows("AAA", MARCH, FRIDAY, [None] * 20 + [21.0, 22.0]),
+        monthly_rows("BBB", MARCH, FRIDAY, [None] * 20 + [51.0, None]),
+    )
+    assert_same_rows(after_thursday, expected)
+    # The run for Thursday checks its own span; the month's bars reach Friday, which set from_date.
+    inputs = QualityInputs(
+        monthly_stock_prices=after_thursday,
+        stock_prices=prices.where("date = DATE'2024-03-21'"),
+        price_context=prices,
+    )
+    results = run_checks(inputs, THURSDAY, [THURSDAY], only=["duplicates", "array_integrity"])
+    assert [(r.name, r.table_name, r.status) for r in results] == [
+        ("duplicates", "stock_prices", "pass"),
+        ("duplicates", "monthly_stock_prices", "pass"),
+        ("array_integrity", "monthly_stock_prices", "pass"),
+    ], [r.details for r in results]
+
+
+def test_rollup_of_a_late_day_passes_its_closing_checks(spark, warehouse):
+    from lib import catalog, steps
+    from lib.config import RunConfig
+
+    def config_for(ds):
+        return RunConfig.from_params(ds=ds, warehouse=str(warehouse), namespace="late_rollup")
+
+    friday_run, thursday_run = config_for(FRIDAY.isoformat()), config_for(THURSDAY.isoformat())
+    catalog.ensure_tables(spark, friday_run)
+    prices = prices_df(
+        spark, [bar("AAA", THURSDAY, 21.0), bar("AAA", FRIDAY, 22.0), bar("BBB", THURSDAY, 51.0), bar("BBB", FRIDAY, 52.0)]
+    )
+    catalog.replace_rows(spark, friday_run, "stock_prices", prices, "date", THURSDAY, FRIDAY)
+
+    steps.run_rollup(spark, friday_run, keep_snapshots=None)
+    steps.run_rollup(spark, thursday_run, keep_snapshots=None)  # Thursday's data arrives late
+
+    stored = catalog.read_table(spark, thursday_run, "monthly_stock_prices")
+    expected = monthly_df(
+        spark,
+        monthly_rows("AAA", MARCH, FRIDAY, [None] * 20 + [21.0, 22.0]),
+        monthly_rows("BBB", MARCH, FRIDAY, [None] * 20 + [51.0, 52.0]),
+    )
+    assert_same_rows(stored, expected)
+    results = steps.rollup_checks(spark, thursday_run)
+    assert [(r.name, r.status) for r in results] == [("duplicates", "pass"), ("array_integrity", "pass")], [
+        r.details for r in results
+    ]
+
+    # 03_quality's inputs for the same run, in a warehouse without corporate_actions (made before the table was).
+    from lib import quality
+
+    spark.sql(f"DROP TABLE {catalog.table_identifier(thursday_run, 'corporate_actions')}")
+    inputs = steps.quality_inputs(spark, thursday_run)
+    checks = quality.run_checks(inputs, THURSDAY, [THURSDAY], only=["array_integrity", "price_jumps", "corporate_actions"])
+    assert [(r.name, r.table_name, r.status, r.failed_rows) for r in checks] == [
+        ("array_integrity", "monthly_stock_prices", "pass", 0),
+        ("price_jumps", "stock_prices", "pass", 0),
+        ("corporate_actions", "corporate_actions", "pass", 0),
+    ], [r.details for r in checks]

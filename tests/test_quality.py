@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from chispa import assert_df_equality
+from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import types as T
 
 from lib.errors import ConfigError, QualityGateError
@@ -21,6 +21,7 @@ from lib.quality import (
     results_frame,
     run_checks,
 )
+from lib.trading_days import today_new_york
 
 D = dt.date
 DS = D(2024, 3, 28)  # Thursday; Good Friday 2024-03-29 is an NYSE holiday
@@ -76,6 +77,7 @@ FAILURES_SCHEMA = T.StructType(
     ]
 )
 RECEIVED = dt.datetime(2024, 3, 28, 22, 0)
+TODAY = today_new_york()
 
 
 def bar(symbol, date, open_=10.0, high=11.0, low=9.0, close=10.5, volume=1000.0, vwap=10.2, transactions=50):
@@ -384,6 +386,50 @@ def test_array_integrity_clean(spark):
     assert (result.status, result.failed_rows) == ("pass", 0), result.details
 
 
+def test_array_integrity_late_data_passes_and_a_wrong_from_date_is_caught(spark):
+    # A run for Thursday 21st after Friday 22nd was applied: from_date stays Friday, after this run's ds.
+    thursday, friday = D(2024, 3, 21), D(2024, 3, 22)
+    context = prices(spark, [bar("AAPL", thursday), bar("AAPL", friday), bar("MSFT", thursday)])
+    values = {"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1000.0, "vwap": 10.2, "transactions": 50.0}
+    late = [("AAPL", m, march({21: v, 22: v}, 22), D(2024, 3, 1), friday) for m, v in values.items()]
+    late += [("MSFT", m, march({21: v}, 22), D(2024, 3, 1), friday) for m, v in values.items()]
+    span_prices = context.filter("date = DATE'2024-03-21'")
+
+    late_inputs = QualityInputs(
+        monthly_stock_prices=spark.createDataFrame(late, MONTHLY_SCHEMA), stock_prices=span_prices, price_context=context
+    )
+    (result,) = run_checks(late_inputs, thursday, [thursday], only=["array_integrity"])
+    assert (result.status, result.failed_rows) == ("pass", 0), result.details
+
+    # Really wrong: a from_date past every bar the month has, and one in the future.
+    next_year = TODAY.year + 1
+    wrong = [
+        ("AAPL", "close", march({21: 10.5, 22: 10.5}, 25), D(2024, 3, 1), D(2024, 3, 25)),  # Monday, no bar yet
+        ("AAPL", "close", [None, None], D(next_year, 3, 1), D(next_year, 3, 2)),
+    ]
+    wrong_inputs = QualityInputs(monthly_stock_prices=spark.createDataFrame(wrong, MONTHLY_SCHEMA), price_context=context)
+    (result,) = run_checks(wrong_inputs, thursday, [thursday], only=["array_integrity"])
+    expected = spark.createDataFrame(
+        [
+            ("AAPL", D(2024, 3, 1), "close", D(2024, 3, 25),
+             "from_date after ds 2024-03-21 and after the month's latest bar 2024-03-22"),
+            ("AAPL", D(next_year, 3, 1), "close", D(next_year, 3, 2), f"from_date in the future (today is {TODAY})"),
+        ],
+        "symbol string, month_start date, metric_name string, date date, problem string",
+    )  # fmt: skip
+    assert_df_equality(result.failures, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_array_integrity_from_date_after_ds_needs_the_context(spark):
+    """Without prices beyond the span, a from_date after ds has nothing to vouch for it: still reported."""
+    monthly = [("AAPL", "close", march({}, 22), D(2024, 3, 1), D(2024, 3, 22))]
+    inputs = QualityInputs(monthly_stock_prices=spark.createDataFrame(monthly, MONTHLY_SCHEMA))
+    (result,) = run_checks(inputs, D(2024, 3, 21), [D(2024, 3, 21)], only=["array_integrity"])
+    assert keys(result, "date", "problem") == [
+        (D(2024, 3, 22), "from_date after ds 2024-03-21 and after the month's latest bar (none)")
+    ]
+
+
 # ---------------------------------------------------------------------------- outliers
 
 
@@ -423,6 +469,140 @@ def test_outliers_clean(spark):
     assert (result.status, result.failed_rows) == ("pass", 0), result.details
 
 
+# ---------------------------------------------------------------------------- corporate actions, price jumps
+
+ACTIONS_SCHEMA = T.StructType(
+    [
+        T.StructField("symbol", T.StringType()),
+        T.StructField("action_type", T.StringType()),
+        T.StructField("ex_date", T.DateType()),
+        T.StructField("split_from", T.DoubleType()),
+        T.StructField("split_to", T.DoubleType()),
+        T.StructField("cash_amount", T.DoubleType()),
+        T.StructField("currency", T.StringType()),
+        T.StructField("declaration_date", T.DateType()),
+        T.StructField("record_date", T.DateType()),
+        T.StructField("pay_date", T.DateType()),
+        T.StructField("source_id", T.StringType()),
+        T.StructField("first_seen_ds", T.DateType()),
+        T.StructField("last_seen_ds", T.DateType()),
+    ]
+)
+ACTION_FAILURES_DDL = "symbol string, action_type string, ex_date date, source_id string, value double, problem string"
+JUMP_FAILURES_DDL = "symbol string, previous_date date, date date, observed_ratio double, split_ratio double, problem string"
+
+
+def split_action(symbol, ex_date, split_from, split_to, source_id):
+    return (symbol, "split", ex_date, split_from, split_to, None, None, None, None, None, source_id, DS, DS)
+
+
+def dividend_action(symbol, ex_date, cash_amount, source_id):
+    return (symbol, "dividend", ex_date, None, None, cash_amount, "USD", None, None, None, source_id, DS, DS)
+
+
+def actions(spark, rows):
+    return spark.createDataFrame(rows, ACTIONS_SCHEMA)
+
+
+def test_corporate_actions(spark):
+    ex = D(2024, 3, 27)
+    rows = [
+        split_action("AAPL", ex, 1.0, 2.0, "S-B"),
+        split_action("AAPL", ex, 1.0, 2.0, "S-A"),  # the same split under a second id
+        split_action("MSFT", ex, 0.0, 2.0, "S-MSFT"),
+        split_action("AMZN", ex, 1.0, None, "S-AMZN"),
+        dividend_action("GOOG", ex, -0.5, "D-GOOG"),
+        dividend_action("NVDA", ex, 20.0, "D-NVDA"),  # previous close 10.5
+        split_action("TSLA", ex, 1.0, 2.0, "S-TSLA"),
+        dividend_action("TSLA", ex, 6.0, "D-TSLA"),  # below 10.5, but per new share the close is 5.25
+        dividend_action("META", ex, 0.2, "D-META"),  # fine
+        dividend_action("ORCL", D(2024, 1, 10), 30.0, "D-ORCL"),  # before the span: no previous close to judge by
+    ]
+    context = prices(spark, [bar(symbol, D(2024, 3, 26)) for symbol in ("NVDA", "TSLA", "META", "ORCL")])
+    inputs = QualityInputs(stock_prices=context, corporate_actions=actions(spark, rows))
+
+    (result,) = run_checks(inputs, DS, SPAN, only=["corporate_actions"])
+
+    assert (result.table_name, result.severity, result.status, result.failed_rows) == ("corporate_actions", "error", "fail", 6)
+    expected = spark.createDataFrame(
+        [
+            ("AAPL", "split", ex, "S-A, S-B", 2.0, "the same split under 2 ids"),
+            ("AMZN", "split", ex, "S-AMZN", None, "split ratio 1.0:null cannot be right"),
+            ("GOOG", "dividend", ex, "D-GOOG", -0.5, "cash_amount -0.5 <= 0"),
+            ("MSFT", "split", ex, "S-MSFT", 0.0, "split ratio 0.0:2.0 cannot be right"),
+            ("NVDA", "dividend", ex, "D-NVDA", 1.9047619048,
+             "cash_amount 20.0 >= previous close 10.5 per new share (2024-03-26)"),
+            ("TSLA", "dividend", ex, "D-TSLA", 1.1428571429,
+             "cash_amount 6.0 >= previous close 5.25 per new share (2024-03-26)"),
+        ],
+        ACTION_FAILURES_DDL,
+    )  # fmt: skip
+    assert_approx_df_equality(result.failures, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
+    assert result.details.startswith("6 impossible corporate actions: AAPL 2024-03-27 S-A, S-B (the same split under 2 ids)")
+
+
+def test_corporate_actions_clean_and_empty(spark):
+    rows = [split_action("AAPL", D(2024, 3, 27), 1.0, 4.0, "S1"), dividend_action("AAPL", D(2024, 3, 27), 0.5, "D1"),
+            split_action("MSFT", D(2024, 3, 27), 10.0, 1.0, "S2")]  # fmt: skip
+    context = prices(spark, [bar("AAPL", D(2024, 3, 26), close=10.0)])  # 0.5 against 10 / 4 = 2.5 per new share
+    for table in (actions(spark, rows), actions(spark, [])):
+        (result,) = run_checks(QualityInputs(stock_prices=context, corporate_actions=table), DS, SPAN,
+                               only=["corporate_actions"])  # fmt: skip
+        assert (result.status, result.failed_rows) == ("pass", 0), result.details
+
+
+def flat_bars(symbol, closes, days=MARCH_SESSIONS):
+    return [bar(symbol, day, c, c, c, c, 1000.0, c, 10) for day, c in zip(days, closes, strict=False)]
+
+
+def test_price_jumps(spark):
+    # Span: the 5th and 6th; the bars of the 1st and 4th are context, so the move into the 5th is judged.
+    span = [D(2024, 3, 5), D(2024, 3, 6)]
+    rows = (
+        flat_bars("JUMP", [100.0, 101.0, 202.0, 203.0])  # doubles on the 5th, no split recorded
+        + flat_bars("SPLT", [100.0, 101.0, 50.5, 51.0])  # 2-for-1 ex the 5th: explained
+        + flat_bars("RVRS", [1.0, 1.1, 11.0, 11.2])  # 1-for-10 ex the 5th: explained
+        + flat_bars("WRNG", [100.0, 101.0, 102.0, 51.0])  # split recorded ex the 5th, the prices halve on the 6th
+        + flat_bars("OLD", [100.0, 300.0, 301.0, 302.0])  # jumped on the 4th, before the span
+        + flat_bars("CALM", [100.0, 101.0, 100.0, 99.0])
+    )
+    splits = [
+        split_action("SPLT", D(2024, 3, 5), 1.0, 2.0, "S1"),
+        split_action("RVRS", D(2024, 3, 5), 10.0, 1.0, "S2"),
+        split_action("WRNG", D(2024, 3, 5), 1.0, 2.0, "S3"),
+    ]
+    all_bars = prices(spark, rows)
+    inputs = QualityInputs(
+        stock_prices=all_bars.filter("date >= DATE'2024-03-05'"), price_context=all_bars, corporate_actions=actions(spark, splits)
+    )
+
+    (result,) = run_checks(inputs, span[-1], span, only=["price_jumps"])
+
+    assert (result.table_name, result.severity, result.status, result.failed_rows) == ("stock_prices", "warn", "fail", 3)
+    expected = spark.createDataFrame(
+        [
+            ("JUMP", D(2024, 3, 4), D(2024, 3, 5), 2.0, 1.0, "close x2.000 from 2024-03-04 to 2024-03-05, no split explains it"),
+            ("WRNG", D(2024, 3, 4), D(2024, 3, 5), 1.00990099, 0.5,
+             "close x1.010 from 2024-03-04 to 2024-03-05, split (ex 2024-03-05) expects x0.500: not in the prices"),
+            ("WRNG", D(2024, 3, 5), D(2024, 3, 6), 0.5, 1.0, "close x0.500 from 2024-03-05 to 2024-03-06, no split explains it"),
+        ],
+        JUMP_FAILURES_DDL,
+    )  # fmt: skip
+    assert_approx_df_equality(result.failures, expected, 1e-8, ignore_row_order=True, ignore_nullable=True)
+
+    # A looser limit lets the doubling pass; the split the prices do not show is still reported.
+    (looser,) = run_checks(inputs, span[-1], span, thresholds={"jump_ratio": 2.5}, only=["price_jumps"])
+    assert keys(looser, "symbol", "date") == [("WRNG", D(2024, 3, 5))]
+
+
+def test_price_jumps_clean(spark):
+    rows = flat_bars("SPLT", [100.0, 101.0, 50.5, 51.0]) + flat_bars("CALM", [100.0, 101.0, 100.0, 99.0])
+    inputs = QualityInputs(stock_prices=prices(spark, rows),
+                           corporate_actions=actions(spark, [split_action("SPLT", D(2024, 3, 5), 1.0, 2.0, "S1")]))  # fmt: skip
+    (result,) = run_checks(inputs, D(2024, 3, 6), MARCH_SESSIONS[:4], only=["price_jumps"])
+    assert (result.status, result.failed_rows) == ("pass", 0), result.details
+
+
 # ---------------------------------------------------------------------------- running, reporting, gate
 
 
@@ -449,6 +629,10 @@ def test_thresholds_are_validated():
         resolve_thresholds({"severity": {"outliers": "fatal"}})
     with pytest.raises(ConfigError, match="unknown checks"):
         resolve_thresholds({"severity": {"no_such_check": "warn"}})
+    with pytest.raises(ConfigError, match="jump_ratio must be a factor above 1"):
+        resolve_thresholds({"jump_ratio": 0.5})
+    assert resolve_thresholds(None)["severity"]["price_jumps"] == "warn"
+    assert resolve_thresholds(None)["severity"]["corporate_actions"] == "error"
 
 
 def test_unknown_check_name(spark):
