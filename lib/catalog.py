@@ -99,6 +99,40 @@ SCHEMAS: dict[str, T.StructType] = {
             T.StructField("last_seen_ds", T.DateType()),
         ]
     ),
+    # The numbers behind 04_trends' figures: one row per symbol per ds (a re-run replaces that ds).
+    "trend_summary": T.StructType(
+        [T.StructField("ds", T.DateType()), T.StructField("symbol", T.StringType()), T.StructField("adjust", T.StringType()),
+         T.StructField("start_date", T.DateType()), T.StructField("end_date", T.DateType()),
+         T.StructField("bars", T.LongType())]
+        + [T.StructField(name, T.DoubleType())
+           for name in ("first_close", "last_close", "total_return", "annualized_volatility", "max_drawdown")]
+    ),  # fmt: skip
+    # TA-Lib's definitions on the split-adjusted series: one row per symbol and trading day.
+    "technical_indicators": T.StructType(
+        [T.StructField("symbol", T.StringType()), T.StructField("date", T.DateType())]
+        + [T.StructField(name, T.DoubleType())
+           for name in ("rsi_14", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower", "atr_14", "obv")]
+    ),  # fmt: skip
+    # One row per symbol, date and kind flagged (return, gap, volume, ...).
+    "anomalies": T.StructType(
+        [T.StructField("ds", T.DateType()), T.StructField("symbol", T.StringType()), T.StructField("date", T.DateType()),
+         T.StructField("kind", T.StringType())]
+        + [T.StructField(name, T.DoubleType()) for name in ("value", "score", "threshold")]
+    ),  # fmt: skip
+    # One row per symbol, model, origin_date and horizon (trading days); actual_close is null until known.
+    "forecasts": T.StructType(
+        [T.StructField("ds", T.DateType()), T.StructField("symbol", T.StringType()), T.StructField("model", T.StringType()),
+         T.StructField("origin_date", T.DateType()), T.StructField("target_date", T.DateType()),
+         T.StructField("horizon", T.IntegerType()), T.StructField("predicted_close", T.DoubleType()),
+         T.StructField("actual_close", T.DoubleType())]
+    ),  # fmt: skip
+    # One row per model and horizon per ds: the scores of that run's forecasts whose actual is known.
+    "forecast_metrics": T.StructType(
+        [T.StructField("ds", T.DateType()), T.StructField("model", T.StringType()), T.StructField("horizon", T.IntegerType()),
+         T.StructField("n", T.LongType())]
+        + [T.StructField(name, T.DoubleType())
+           for name in ("mae", "rmse", "mape", "directional_accuracy", "skill_vs_naive")]
+    ),  # fmt: skip
 }
 
 # Partitioning: daily tables by their date, so a re-run replaces whole partitions (a metadata-only
@@ -112,12 +146,21 @@ PARTITIONING = {
     "ingest_failures": "ds",
     # Tens of thousands of rows over decades: one unpartitioned table, merged by id, read whole or by symbol.
     "corporate_actions": None,
+    "trend_summary": "ds",
+    "technical_indicators": "date",
+    # Few rows a day: unpartitioned, replaced by date range (anomalies) or origin range (forecasts).
+    "anomalies": None,
+    "forecasts": None,
+    "forecast_metrics": "ds",
 }
 WRITE_ORDER = {
     "stock_prices": "symbol",
     "raw_daily_bars": "symbol",
     "monthly_stock_prices": "symbol, metric_name",
     "corporate_actions": "symbol, ex_date",
+    "technical_indicators": "symbol",
+    "anomalies": "date, symbol",
+    "forecasts": "symbol, model, origin_date",
 }
 TABLE_PROPERTIES = {
     "format-version": "2",

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO / "notebooks"
 MASSIVE_URL = "https://api.massive.com"  # Massive, formerly Polygon.io (https://api.polygon.io still answers)
 # Tables whose rows carry the run's ds (one partition per run) rather than the market date of a bar.
-DS_TABLES = ("stock_tickers", "quality_results", "ingest_failures")
+DS_TABLES = ("stock_tickers", "quality_results", "ingest_failures", "trend_summary", "anomalies", "forecasts", "forecast_metrics")
 SECRET_NAME = re.compile(r"(^|_)(api_key|password|secret|token)$", re.IGNORECASE)
 
 
