@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PARAMS ?= params/local.yaml
 
-.PHONY: setup run test test-fast lab bench lint clean-runs
+.PHONY: setup run test test-fast lab bench lint clean-runs cluster cluster-stop
 
 $(STAMP): requirements.lock pyproject.toml scripts/setup.sh
 	@bash scripts/setup.sh "$(PYTHON)" "$(VENV)"
@@ -27,6 +27,13 @@ test-fast: $(STAMP)
 LAB_DIR ?= notebooks
 lab: $(STAMP)
 	@bash scripts/lab.sh "$(VENV)" "$(LAB_DIR)" $(LAB_ARGS)
+
+# A Spark standalone cluster on loopback (a master, two one-core workers): run steps on it with -p spark_master.
+cluster: $(STAMP)
+	@bash scripts/cluster.sh start
+
+cluster-stop:
+	@bash scripts/cluster.sh stop
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)

@@ -18,7 +18,9 @@ from lib.secrets import env_api_key, resolve_api_key
 display.install()
 
 # The parameters every notebook declares in its parameters cell (CONTRACT.md).
-COMMON_PARAMETERS = ("ds", "start_ds", "env", "warehouse", "catalog", "namespace", "api_base_url", "strategy", "run_dir")
+COMMON_PARAMETERS = (
+    "ds", "start_ds", "env", "warehouse", "catalog", "namespace", "api_base_url", "strategy", "run_dir", "spark_master",
+)
 
 
 def config_from(namespace: dict[str, Any], names: tuple[str, ...] | list[str]) -> RunConfig:
@@ -27,19 +29,19 @@ def config_from(namespace: dict[str, Any], names: tuple[str, ...] | list[str]) -
 
 
 def spark_session(config: RunConfig):
-    """The one session of a step: local Iceberg on SQLite, or the Glue session with env glue."""
+    """The one session of a step: local Iceberg on SQLite (on `spark_master`, default local[*]), or Glue's with env glue."""
     if config.env == "glue":
         from lib.session import build_glue_session
 
         return build_glue_session(config.catalog, config.warehouse)
     from lib.session import build_local_session
 
-    return build_local_session(config.catalog, config.warehouse, app_name=f"stocks {config.ds}")
+    return build_local_session(config.catalog, config.warehouse, app_name=f"stocks {config.ds}", master=config.spark_master)
 
 
 @dataclasses.dataclass
 class DataSource:
-    """The Polygon endpoint of a run: the configured URL, or the bundled simulator on loopback."""
+    """The Massive (formerly Polygon.io) endpoint of a run: the configured URL, or the bundled simulator on loopback."""
 
     settings: ClientSettings
     simulator: Any = None

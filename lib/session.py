@@ -78,8 +78,15 @@ def local_catalog_conf(catalog: str, warehouse: Path) -> dict[str, str]:
     }
 
 
-def build_local_session(catalog: str, warehouse: str | Path, app_name: str = "stocks", shuffle_partitions: int = 8):
-    """A local[*] SparkSession with Iceberg, a SQLite JdbcCatalog and quiet logs."""
+def build_local_session(
+    catalog: str, warehouse: str | Path, app_name: str = "stocks", shuffle_partitions: int = 8, master: str = ""
+):
+    """A SparkSession with Iceberg, a SQLite JdbcCatalog and quiet logs, on `master` (empty: local[*]).
+
+    On a cluster (`spark://host:port`) the executors are other processes, in other folders: they get `lib` as a
+    zip added to the context, and the jars through spark.jars. The warehouse must be a path they all see (on
+    one machine, any local folder; across machines, a shared file system).
+    """
     check_java()
     warehouse = Path(warehouse)
     warehouse.mkdir(parents=True, exist_ok=True)
@@ -96,7 +103,7 @@ def build_local_session(catalog: str, warehouse: str | Path, app_name: str = "st
     java_opts = f"-Dlog4j2.configurationFile={(conf_dir / 'log4j2.properties').as_uri()}"
     jars = ",".join(str(j) for j in (iceberg_runtime_jar(), sqlite_jdbc_jar()))
     builder = (
-        SparkSession.builder.master("local[*]")
+        SparkSession.builder.master(master or "local[*]")
         .appName(app_name)
         .config("spark.jars", jars)
         .config("spark.sql.extensions", ICEBERG_EXTENSIONS)
@@ -115,7 +122,27 @@ def build_local_session(catalog: str, warehouse: str | Path, app_name: str = "st
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    if not spark.sparkContext.master.startswith("local"):
+        ship_lib(spark, warehouse)
     return spark
+
+
+def ship_lib(spark, folder: Path) -> Path:
+    """Add `lib` as a zip to the context, so executors that do not share the driver's folder import it.
+
+    The zip is content-addressed (one per version of the code) under `folder`/.spark-lib.
+    """
+    from lib.package import package_lib, package_name
+
+    package = package_lib()
+    target = folder.resolve() / ".spark-lib" / package_name(package)
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(package)
+        partial.replace(target)  # atomic: a concurrent run sees the whole zip or none
+    spark.sparkContext.addPyFile(str(target))
+    return target
 
 
 def build_glue_session(catalog: str, warehouse: str):

@@ -7,22 +7,19 @@ AWS-compatible endpoint (moto's server in the tests).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from lib.errors import ConfigError, WorkspaceError
+from lib.package import package_lib, package_name  # noqa: F401 (the submitter calls them through deploy)
 from lib.session import ICEBERG_EXTENSIONS
 
 GLUE_VERSION = "5.0"
 GLUE_SECTION = "glue"
-LIB_DIR = Path(__file__).resolve().parent.parent
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED")
 # What a job run prints goes to <LogGroupName>/output (Glue's default group is /aws-glue/jobs), stream = run id.
 DEFAULT_LOG_GROUP = "/aws-glue/jobs"
@@ -112,25 +109,6 @@ def iceberg_conf(catalog: str, warehouse: str) -> dict[str, str]:
 def conf_argument(conf: dict[str, str]) -> str:
     """Glue takes every Spark setting in one `--conf` value: `a=1 --conf b=2 ...`."""
     return " --conf ".join(f"{key}={value}" for key, value in conf.items())
-
-
-def package_lib(lib_dir: Path = LIB_DIR) -> bytes:
-    """`lib` as a zip for --extra-py-files; byte-identical for identical sources (fixed timestamps)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(lib_dir.rglob("*")):
-            if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
-                continue
-            info = zipfile.ZipInfo(str(Path("lib") / path.relative_to(lib_dir)), date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
-    return buffer.getvalue()
-
-
-def package_name(package: bytes) -> str:
-    """Content-addressed, so a run that started with an older `lib` keeps reading it."""
-    return f"lib-{hashlib.sha256(package).hexdigest()[:12]}.zip"
 
 
 def s3_join(location: str, name: str) -> str:
