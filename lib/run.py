@@ -144,6 +144,8 @@ def run_notebooks(
                 kernel_name="python3",
                 progress_bar=False,
                 log_output=False,
+                # The kernel's start-up notice (TCP on loopback, messages signed) is nothing a user can act on.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
             seconds = round(time.monotonic() - started, 1)

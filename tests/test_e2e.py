@@ -35,7 +35,7 @@ def pipeline(tmp_path_factory):
     warehouse, run_dir = root / "warehouse", root / "runs" / DS
     first = run_pipeline(warehouse, run_dir)
     assert first.returncode == 0, f"make-run equivalent failed:\n{first.stdout[-3000:]}\n{first.stderr[-3000:]}"
-    return {"warehouse": warehouse, "run_dir": run_dir, "stdout": first.stdout}
+    return {"warehouse": warehouse, "run_dir": run_dir, "stdout": first.stdout, "stderr": first.stderr}
 
 
 def pyiceberg_tables(warehouse: Path) -> dict:
@@ -55,6 +55,11 @@ def test_run_record_holds_executed_notebooks_and_figures(pipeline):
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "ok"
     assert "succeeded" in pipeline["stdout"]
+
+
+def test_the_run_prints_only_what_a_user_can_act_on(pipeline):
+    printed = pipeline["stdout"] + pipeline["stderr"]
+    assert "Kernel is running over TCP" not in printed and "[IPKernelApp] WARNING" not in printed, printed[-2000:]
 
 
 def test_executed_notebooks_show_their_figures_as_pictures(pipeline):
