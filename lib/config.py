@@ -327,6 +327,18 @@ def _optional_seed(name: str, field: str, value: Any) -> int | None:
     return None if value is None else _integer(name, value, 0, 2**32 - 1, 11, field=field)
 
 
+def _option_date(name: str, field: str, value: Any) -> str:
+    """A date as YYYY-MM-DD (the simulator's --as-of: its today, for replaying daily runs)."""
+    text = value.isoformat() if isinstance(value, dt.date) else value
+    if not isinstance(text, str) or not _DATE_RE.match(text):
+        raise ParameterError(name, value, "a date as YYYY-MM-DD", "Example: 2024-03-28.", field=field)
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise ParameterError(name, value, "a real date as YYYY-MM-DD", field=field) from None
+    return text
+
+
 # The simulator's own flags (python -m lib.simulator --help), as simulator_options keys; the universe size is
 # simulator_tickers, and the simulator always binds loopback on a free port.
 SIMULATOR_OPTIONS: dict[str, Callable[[str, str, Any], Any]] = {
@@ -339,6 +351,7 @@ SIMULATOR_OPTIONS: dict[str, Callable[[str, str, Any], Any]] = {
     "slow_ms": lambda n, f, v: _number(n, v, 0, 600_000, 2000, field=f),
     "fault_seed": _optional_seed,
     "defects": _defects,
+    "as_of": lambda n, f, v: _option_date(n, f, v),
 }
 
 
@@ -458,7 +471,7 @@ class RunConfig:
     api_key_secret_id: str = ""
     simulator_tickers: int = 300
     max_calls_per_minute: float = 0.0
-    adjusted: bool = True
+    adjusted: bool = False  # bars are fetched and stored as traded; lib.prices adjusts them on read
     max_attempts: int = 5
     request_timeout_s: float = 30.0
     concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per Spark partition

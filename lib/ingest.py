@@ -395,3 +395,36 @@ def raw_to_prices(raw_bars: DataFrame) -> DataFrame:
         .filter(F.col("_copy") == 1)
         .select(*price_columns)
     )
+
+
+# How far back a run looks for actions besides its own span: a vendor may publish a split or dividend after its
+# ex-date, and the bars before it (stored as traded) still need it on read.
+ACTION_LOOKBACK_DAYS = 30
+
+
+def action_window(start_ds: dt.date, ds: dt.date) -> tuple[dt.date, dt.date]:
+    """The ex-dates a run asks for: its whole span, and at least the ACTION_LOOKBACK_DAYS before ds. Never after ds:
+    an announced action whose ex-date is still to come must not adjust today's bars; the run of its ex-date fetches it."""
+    return min(start_ds, ds - dt.timedelta(days=ACTION_LOOKBACK_DAYS)), ds
+
+
+def _date(value) -> dt.date | None:
+    return dt.date.fromisoformat(str(value)[:10]) if value else None
+
+
+def actions_frame(spark: SparkSession, splits: list[dict], dividends: list[dict], symbols: set[str] | None = None) -> DataFrame:
+    """Splits and dividends as received (/stocks/v1/splits, /stocks/v1/dividends) in the corporate_actions columns
+    but first_seen_ds and last_seen_ds, one row per source_id (the API's id); only tickers in `symbols` when given."""
+    rows = []
+    for split in splits:
+        rows.append((split.get("ticker"), "split", _date(split.get("execution_date")), _float(split.get("split_from")),
+                     _float(split.get("split_to")), None, None, None, None, None, str(split.get("id"))))  # fmt: skip
+    for dividend in dividends:
+        rows.append((dividend.get("ticker"), "dividend", _date(dividend.get("ex_dividend_date")), None, None,
+                     _float(dividend.get("cash_amount")), dividend.get("currency"),
+                     _date(dividend.get("declaration_date")), _date(dividend.get("record_date")),
+                     _date(dividend.get("pay_date")), str(dividend.get("id"))))  # fmt: skip
+    if symbols is not None:
+        rows = [r for r in rows if r[0] in symbols]
+    schema = T.StructType([f for f in SCHEMAS["corporate_actions"].fields if f.name not in ("first_seen_ds", "last_seen_ds")])
+    return spark.createDataFrame(rows, schema)

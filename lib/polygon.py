@@ -27,6 +27,8 @@ TICKERS_PATH = "/v3/reference/tickers"
 GROUPED_PATH = "/v2/aggs/grouped/locale/us/market/stocks/{day}"
 RANGE_PATH = "/v2/aggs/ticker/{ticker}/range/1/day/{start}/{end}"
 OPEN_CLOSE_PATH = "/v1/open-close/{ticker}/{day}"
+SPLITS_PATH = "/stocks/v1/splits"  # Massive's current corporate-action endpoints (v3/reference/* are deprecated)
+DIVIDENDS_PATH = "/stocks/v1/dividends"
 # How messages name the API: Polygon.io renamed itself Massive on 2025-10-30 (same paths, same keys).
 API_NAME = "Massive (formerly Polygon.io)"
 
@@ -260,6 +262,37 @@ class PolygonClient:
         for page in self.paginate(TICKERS_PATH, params, endpoint="tickers"):
             for record in page.get("results") or []:
                 records.setdefault(record.get("ticker"), record)
+        return list(records.values())
+
+    def delisted_tickers(self, since: dt.date, limit: int = 1000) -> list[dict]:
+        """Tickers no longer active whose delisted_utc is on or after `since` (a backfill's span still has their bars)."""
+        records: dict[str, dict] = {}
+        params: dict[str, Any] = {"market": "stocks", "active": "false", "limit": limit}
+        for page in self.paginate(TICKERS_PATH, params, endpoint="tickers"):
+            for record in page.get("results") or []:
+                delisted = str(record.get("delisted_utc") or "")[:10]
+                if delisted and delisted >= since.isoformat():
+                    records.setdefault(record.get("ticker"), record)
+        return list(records.values())
+
+    def splits(self, start: dt.date, end: dt.date, limit: int = 5000) -> list[dict]:
+        """Every split with an execution date in start..end, all tickers, following next_url."""
+        params = {"execution_date.gte": start.isoformat(), "execution_date.lte": end.isoformat(), "limit": limit,
+                  "sort": "execution_date.asc"}  # fmt: skip
+        return self._records(SPLITS_PATH, params, "splits")
+
+    def dividends(self, start: dt.date, end: dt.date, limit: int = 5000) -> list[dict]:
+        """Every cash dividend with an ex-dividend date in start..end, all tickers, following next_url."""
+        params = {"ex_dividend_date.gte": start.isoformat(), "ex_dividend_date.lte": end.isoformat(), "limit": limit,
+                  "sort": "ex_dividend_date.asc"}  # fmt: skip
+        return self._records(DIVIDENDS_PATH, params, "dividends")
+
+    def _records(self, path: str, params: dict, endpoint: str) -> list[dict]:
+        # One record per id: a cursor that serves a page twice must not double an action.
+        records: dict[str, dict] = {}
+        for page in self.paginate(path, params, endpoint=endpoint):
+            for record in page.get("results") or []:
+                records.setdefault(str(record.get("id")), record)
         return list(records.values())
 
     def grouped_daily(self, day: dt.date, adjusted: bool = True) -> list[dict]:

@@ -35,6 +35,10 @@ class IngestReport:
     partitions: int = 0
     concurrency: int = 0  # requests in flight per partition
     max_calls_per_minute: float = 0.0
+    splits_seen: int = 0  # corporate actions received for the action window (upserted into corporate_actions)
+    dividends_seen: int = 0
+    action_window: tuple[dt.date, dt.date] | None = None
+    adjusted: bool = False  # how the bars were fetched (False: as traded, the stored default)
 
     @property
     def total_calls(self) -> int:
@@ -61,7 +65,16 @@ class IngestReport:
             f"raw_daily_bars {self.raw_rows:,} rows, stock_prices {self.price_rows:,} rows, "
             f"{self.failures} requests failed for good (see ingest_failures)\n"
             f"fan-out: {self.bar_calls:,} bar calls over {self.partitions} partitions x {self.concurrency} in flight "
-            f"in {self.fetch_seconds:.1f}s ({cap}); re-running this ds fetches the span again and replaces its dates"
+            f"in {self.fetch_seconds:.1f}s ({cap}); re-running this ds fetches the span again and replaces its dates\n"
+            f"{self.actions_summary()}"
+        )
+
+    def actions_summary(self) -> str:
+        window = f" with ex-dates {self.action_window[0]}..{self.action_window[1]}" if self.action_window else ""
+        basis = "split-adjusted by the API (adjusted=true)" if self.adjusted else "as traded (adjusted=false)"
+        return (
+            f"corporate actions: {self.splits_seen} splits and {self.dividends_seen} cash dividends seen{window}, "
+            f"upserted into corporate_actions; bars stored {basis}"
         )
 
 
@@ -77,7 +90,12 @@ def client_settings(config: RunConfig, base_url: str, api_key: str) -> ClientSet
 
 
 def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings) -> IngestReport:
-    """Tickers for ds, bars for every market day of start_ds..ds, into the daily tables (idempotent)."""
+    """Tickers for ds, bars for every market day of start_ds..ds, into the daily tables (idempotent), and the splits
+    and cash dividends of the action window (ingest.action_window) upserted into corporate_actions.
+
+    Bars are fetched with config.adjusted (default False: as traded, which is what the tables hold; lib.prices adjusts
+    on read). A backfill also fetches the tickers delisted during its span, so their history stays.
+    """
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
     driver_client = PolygonClient(settings)
@@ -87,7 +105,7 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
             f"the ticker universe for {config.ds} is empty: the API at {settings.base_url} listed no active stock. "
             "Check api_base_url and your plan, or pick another ds."
         )
-    symbols = sorted({r["ticker"] for r in ticker_records if r.get("ticker")})
+    symbols = span_symbols(driver_client, config, ticker_records)
     days = config.span_days
     strategy, reason = ingest.choose_strategy(config.strategy, len(days), len(symbols))
     tasks = ingest.plan_tasks(strategy, days, symbols)
@@ -104,12 +122,21 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
     catalog.replace_rows(spark, config, "stock_tickers", tickers, "ds", config.ds, config.ds)
     failures = ingest.with_run_ds(fetched.failures, config.ds)
     catalog.replace_rows(spark, config, "ingest_failures", failures, "ds", config.ds, config.ds)
+    window = ingest.action_window(config.start_ds, config.ds) if days else None
+    splits = driver_client.splits(*window) if window else []
+    dividends = driver_client.dividends(*window) if window else []
+    actions = ingest.actions_frame(spark, splits, dividends, set(symbols))
+    if window:
+        catalog.merge_corporate_actions(spark, config, actions, config.ds)
 
     calls = dict(fetched.calls)
-    calls["tickers"] = driver_client.calls["tickers"]
+    for endpoint in ("tickers", "splits", "dividends"):
+        if driver_client.calls[endpoint]:
+            calls[endpoint] = driver_client.calls[endpoint]
     retries = dict(fetched.retries)
-    if driver_client.retries["tickers"]:
-        retries["tickers"] = driver_client.retries["tickers"]
+    for endpoint in ("tickers", "splits", "dividends"):
+        if driver_client.retries[endpoint]:
+            retries[endpoint] = driver_client.retries[endpoint]
     stored_prices = span_table(spark, config, "stock_prices")
     bars_per_day = stored_prices.groupBy("date").agg(F.count("*").alias("bars")).orderBy("date").toPandas()
     failure_rows = span_table(spark, config, "ingest_failures", column="ds", start=config.ds)
@@ -130,7 +157,20 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
         partitions=fetched.partitions,
         concurrency=config.concurrency,
         max_calls_per_minute=settings.max_calls_per_minute,
+        splits_seen=sum(1 for r in splits if r.get("ticker") in set(symbols)),
+        dividends_seen=sum(1 for r in dividends if r.get("ticker") in set(symbols)),
+        action_window=window,
+        adjusted=config.adjusted,
     )
+
+
+def span_symbols(client: PolygonClient, config: RunConfig, ds_records: list[dict]) -> list[str]:
+    """The tickers of the run: those listed on ds and, for a backfill, those delisted during start_ds..ds (listed on
+    some day of the span, so their bars before the delisting are fetched too)."""
+    symbols = {r["ticker"] for r in ds_records if r.get("ticker")}
+    if config.start_ds < config.ds:
+        symbols |= {r["ticker"] for r in client.delisted_tickers(since=config.start_ds) if r.get("ticker")}
+    return sorted(symbols)
 
 
 def span_table(

@@ -1,10 +1,11 @@
 """A REST simulator of Massive (formerly Polygon.io): deterministic daily bars on NYSE sessions, served by aiohttp.
 
 Run it with `python -m lib.simulator`, or from Python with `SimulatorProcess` / `start_simulator`.
-The pure functions `universe`, `bars_for_day` and `bar` give the exact data the server serves.
+The pure functions `universe`, `bars_for_day`, `bar`, `corporate_actions` and `delisting_dates` give the exact data
+the server serves. Bars are as traded: part of the universe splits, part pays quarterly dividends, a few delist.
 """
 
-from lib.simulator.data import bar, bars_for_day, listing_dates, universe
+from lib.simulator.data import bar, bars_for_day, corporate_actions, delisting_dates, listing_dates, universe
 from lib.simulator.process import SimulatorError, SimulatorProcess, start_simulator
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "SimulatorProcess",
     "bar",
     "bars_for_day",
+    "corporate_actions",
+    "delisting_dates",
     "listing_dates",
     "start_simulator",
     "universe",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 
 from lib.errors import ApiKeyConflictError
@@ -23,6 +24,11 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
     parser.add_argument("--tickers", type=int, default=300, help="size of the ticker universe (default 300)")
     parser.add_argument("--seed", type=int, default=42, help="data seed: same seed, same data (default 42)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added delay per request in ms (default 0)")
+    parser.add_argument(
+        "--as-of", default=None, metavar="YYYY-MM-DD",
+        help="the simulator's today: no bar, listing or action after it; adjusted=true split-adjusts as of it "
+        "(default: the real today in New York)",
+    )
     faults = parser.add_argument_group("fault injection")
     faults.add_argument("--fault-rate", type=float, default=0.0, help="fraction of requests that get a fault (0..1)")
     faults.add_argument(
@@ -40,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
     args = parser.parse_args(argv)
     if args.tickers < 1:
         parser.error(f"--tickers must be at least 1, got {args.tickers}")
+    as_of = None
+    if args.as_of:
+        try:
+            as_of = dt.date.fromisoformat(args.as_of)
+        except ValueError:
+            parser.error(f"--as-of must be a date as YYYY-MM-DD, got {args.as_of!r}")
     try:
         fault_settings = FaultSettings(
             rate=args.fault_rate,
@@ -62,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
         api_key=api_key,
         faults=fault_settings,
         defects=defects,
+        as_of=as_of,
     )
 
 

@@ -28,7 +28,7 @@ LOW_PRICE, HIGH_PRICE = 1.5, 3000.0
 LAST_LATE_LISTING = dt.date(2024, 12, 31)  # reflecting bounds of the monthly levels keep prices plausible
 
 # Hash streams: one per random quantity, so adding a quantity never changes the others.
-_S_PARAMS, _S_MONTH, _S_STEP, _S_GAP, _S_HIGH, _S_LOW, _S_VOLUME, _S_VWAP, _S_TRADES, _S_AFTER, _S_PRE = range(11)
+_S_PARAMS, _S_MONTH, _S_STEP, _S_GAP, _S_HIGH, _S_LOW, _S_VOLUME, _S_VWAP, _S_TRADES, _S_AFTER, _S_PRE, _S_ACTION = range(12)
 _FIELDS = ("o", "h", "l", "c", "v", "vw", "n", "ah", "pm")
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -134,6 +134,193 @@ def calendar() -> Calendar:
 
 
 # --------------------------------------------------------------------------------------------------
+# Corporate actions and delistings
+# --------------------------------------------------------------------------------------------------
+
+# (split_from, split_to): 2-for-1, 3-for-2, 4-for-1 and a 1-for-10 reverse split.
+SPLIT_RATIOS = ((1, 2), (2, 3), (1, 4), (10, 1))
+ACTIONS_FROM = dt.date(2001, 1, 2)  # fixed bounds, so the actions never shift as time passes
+ACTIONS_THROUGH = dt.date(2027, 12, 31)
+DELISTINGS_FROM, DELISTINGS_THROUGH = dt.date(2010, 1, 4), dt.date(2024, 12, 31)
+SPLIT_NOTICE_DAYS = 30  # a split is announced this many calendar days before its execution date
+T_PLUS_ONE = dt.date(2024, 5, 28)  # from this ex-date on the record date is the ex-date itself
+
+
+def splits_shares(tid: int) -> bool:
+    """One ticker in eight splits (by id, so every universe of four tickers or more has one)."""
+    return tid % 8 == 3
+
+
+def pays_dividends(tid: int) -> bool:
+    """One ticker in four pays a quarterly cash dividend."""
+    return tid % 4 == 1
+
+
+def delists(tid: int) -> bool:
+    """One ticker in forty delists (ids 31, 71, ...: universes of 32 tickers or more have one)."""
+    return tid % 40 == 31
+
+
+@dataclass(frozen=True)
+class Split:
+    tid: int
+    g: int  # the execution date's session index
+    split_from: int
+    split_to: int
+    action_id: str
+
+
+@dataclass(frozen=True)
+class Dividend:
+    tid: int
+    g: int  # the ex-dividend date's session index
+    yield_: float  # the fraction of the previous close paid out (the as-traded prices drop by it)
+    action_id: str
+
+
+def _action_id(bits: int) -> str:
+    return f"E{bits:016x}{(bits * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def _first_session_after_holiday(cal: Calendar, g: int) -> int:
+    """The first session on or after g that follows a weekday without a session (a holiday)."""
+    sessions = cal.sessions
+    for i in range(max(g, 1), len(sessions)):
+        gap = (sessions[i] - sessions[i - 1]).days
+        if gap > 1 and not (sessions[i].weekday() == 0 and gap == 3):
+            return i
+    return g
+
+
+@dataclass(frozen=True)
+class Actions:
+    """The universe's splits and dividends (in (tid, g) order), delistings, and the factors that turn them into bars."""
+
+    splits: tuple[Split, ...]
+    dividends: tuple[Dividend, ...]
+    delist_session: dict[int, int]  # tid -> the first session without a bar (the delisting day)
+    # tid -> (ex sessions ascending, traded price factor from each on, traded volume factor from each on)
+    steps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    _end: np.ndarray  # by tid: the first session without a bar (a huge number when never delisted)
+
+    def end_session(self, ids: np.ndarray) -> np.ndarray:
+        return self._end[ids]
+
+    def traded_factors(self, ids: np.ndarray, g: np.ndarray):
+        """(price factor, volume factor) arrays shaped like g for rows of ids, or (None, None) when no row acts."""
+        acting = [int(t) for t in np.unique(ids) if int(t) in self.steps]
+        if not acting:
+            return None, None
+        price = np.ones(g.shape)
+        volume = np.ones(g.shape)
+        for tid in acting:
+            rows = ids == tid
+            ex, price_steps, volume_steps = self.steps[tid]
+            at = np.searchsorted(ex, g[rows], side="right") - 1
+            price[rows] = np.where(at >= 0, price_steps[np.maximum(at, 0)], 1.0)
+            volume[rows] = np.where(at >= 0, volume_steps[np.maximum(at, 0)], 1.0)
+        return price, volume
+
+    def split_adjustment(self, tid: int, g: np.ndarray, as_of_g: int) -> np.ndarray:
+        """S for bars of tid on sessions g, as the API's adjusted=true applies it on day as_of_g: the product of
+        split_from / split_to over the splits executed after each bar and on or before as_of_g."""
+        factor = np.ones(len(g))
+        for split in self.splits_of(tid):
+            if split.g <= as_of_g:
+                factor = np.where(np.asarray(g) < split.g, factor * (split.split_from / split.split_to), factor)
+        return factor
+
+    def splits_of(self, tid: int) -> list[Split]:
+        return self._splits_by_tid.get(tid, [])
+
+    @property
+    def _splits_by_tid(self) -> dict[int, list[Split]]:
+        cached = self.__dict__.get("_by_tid")
+        if cached is None:
+            cached = {}
+            for split in self.splits:
+                cached.setdefault(split.tid, []).append(split)
+            object.__setattr__(self, "_by_tid", cached)
+        return cached
+
+
+def build_actions(keys: np.ndarray, list_session: np.ndarray) -> Actions:
+    """The deterministic actions of a universe: splits in separate bands of 2001..2027 (alternately on a month's first
+    session and on the first session after a holiday), dividends every third month, delistings in 2010..2024."""
+    cal = calendar()
+    n = len(keys)
+    last = len(cal.sessions) - 1
+    first_g = cal.first_on_or_after(ACTIONS_FROM)
+    last_g = min(cal.last_on_or_before(ACTIONS_THROUGH), last)
+    splits, dividends, delist = [], [], {}
+    params = (0, 1, 2, 3, 4, 10, 11, 12, 20, 21, 22)
+    ids = np.arange(n, dtype=np.int64)
+    drawn = {p: _uniform(keys, np.full(n, p, dtype=np.int64), _S_ACTION) for p in params}
+    id_bits = {p: _bits(keys, np.full(n, p, dtype=np.int64), _S_ACTION) for p in (30, 31, 32)}
+    payers = ids[ids % 4 == 1]
+    months = np.arange(cal.months, dtype=np.int64)
+    month_u = _uniform(np.repeat(keys[payers], cal.months), np.tile(1000 + months, len(payers)), _S_ACTION)
+    month_u = month_u.reshape(len(payers), cal.months)
+    month_bits = _bits(np.repeat(keys[payers], cal.months), np.tile(5000 + months, len(payers)), _S_ACTION)
+    month_bits = month_bits.reshape(len(payers), cal.months)
+    payer_row = {int(t): i for i, t in enumerate(payers)}
+    for tid in range(n):
+
+        def u(p: int, tid=tid) -> float:
+            return float(drawn[p][tid])
+
+        def bits(p: int, tid=tid) -> int:
+            if p >= 5000:
+                return int(month_bits[payer_row[tid], p - 5000])
+            return int(id_bits[p][tid])
+
+        start = max(first_g, int(list_session[tid]) + 120)
+        if delists(tid):
+            low = max(cal.first_on_or_after(DELISTINGS_FROM), int(list_session[tid]) + 250)
+            high = cal.last_on_or_before(DELISTINGS_THROUGH)
+            if low < high:
+                delist[tid] = low + int(u(0) * (high - low))
+        end = min(last_g, delist.get(tid, last_g + 1) - 1)
+        if splits_shares(tid) and start < end:
+            count = 2 + (u(1) < 0.5)
+            width = (end - start) // count
+            for j in range(count):
+                g = start + j * width + int(u(10 + j) * max(1, width - 60))
+                if j % 2 == 0:  # the first session of the next month
+                    month = int(cal.session_month[g]) + 1
+                    g = int(cal.month_first[month]) if month < cal.months else g
+                else:
+                    g = _first_session_after_holiday(cal, g)
+                if start <= g <= end:
+                    split_from, split_to = SPLIT_RATIOS[(int(u(20 + j) * 4) + j) % len(SPLIT_RATIOS)]
+                    splits.append(Split(tid, g, split_from, split_to, _action_id(bits(30 + j))))
+        if pays_dividends(tid) and start < end:
+            phase, slot = int(u(2) * 3), 4 + int(u(3) * 10)
+            base_yield = 0.003 + 0.009 * u(4)
+            first_month = int(cal.session_month[start])
+            first_month += (phase - first_month) % 3
+            for month in range(first_month, int(cal.session_month[end]) + 1, 3):
+                g = int(cal.month_first[month]) + min(slot, int(cal.month_len[month]) - 1)
+                if start <= g <= end:
+                    quarter_yield = round(base_yield * (0.9 + 0.2 * float(month_u[payer_row[tid], month])), 6)
+                    dividends.append(Dividend(tid, g, quarter_yield, _action_id(bits(5000 + month))))
+    events: dict[int, list[tuple[int, float, float]]] = {}
+    for split in splits:
+        events.setdefault(split.tid, []).append((split.g, split.split_from / split.split_to, split.split_to / split.split_from))
+    for dividend in dividends:
+        events.setdefault(dividend.tid, []).append((dividend.g, 1.0 - dividend.yield_, 1.0))
+    steps = {}
+    for tid, own in events.items():
+        own.sort()
+        ex = np.array([e[0] for e in own], dtype=np.int64)
+        steps[tid] = (ex, np.cumprod([e[1] for e in own]), np.cumprod([e[2] for e in own]))
+    end_sessions = np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64)
+    for tid, g in delist.items():
+        end_sessions[tid] = g
+    return Actions(tuple(splits), tuple(dividends), delist, steps, end_sessions)
+
+
+# --------------------------------------------------------------------------------------------------
 # The universe
 # --------------------------------------------------------------------------------------------------
 
@@ -173,6 +360,7 @@ class Universe:
     sigma: np.ndarray
     base_volume: np.ndarray
     trade_size: np.ndarray
+    actions: Actions  # splits, dividends and delistings of the acting part of the universe
 
 
 def _symbols(n: int, seed: int) -> list[str]:
@@ -279,6 +467,7 @@ def build_universe(n: int, seed: int) -> Universe:
         records_by_id.append(record)
 
     sorted_ids = np.array(sorted(range(n), key=symbols.__getitem__), dtype=np.int64)
+    actions = build_actions(keys, list_session.astype(np.int64))
     return Universe(
         seed=seed,
         symbols=tuple(symbols),
@@ -292,6 +481,7 @@ def build_universe(n: int, seed: int) -> Universe:
         sigma=sigma,
         base_volume=base_volume,
         trade_size=trade_size,
+        actions=actions,
     )
 
 
@@ -315,7 +505,7 @@ def compute_rows(uni: Universe, ids: np.ndarray, months: np.ndarray) -> dict[str
     g = cal.month_first[months][:, None] + slots
     in_month = slots < length
     g = np.where(in_month, g, 0)
-    valid = in_month & (g >= uni.list_session[ids][:, None])
+    valid = in_month & (g >= uni.list_session[ids][:, None]) & (g < uni.actions.end_session(ids)[:, None])
 
     keys = np.broadcast_to(uni.row_keys[ids][:, None], (rows, MAX_DAYS_IN_MONTH))
     sigma_d = (uni.sigma[ids] / math.sqrt(TRADING_DAYS_PER_YEAR))[:, None]
@@ -347,6 +537,16 @@ def compute_rows(uni: Universe, ids: np.ndarray, months: np.ndarray) -> dict[str
     n = np.maximum(np.round(v / uni.trade_size[ids][:, None] * np.exp(0.15 * _normal(keys, g, _S_TRADES))), 1.0)
     after = np.round(c * np.exp(0.1 * sigma_d * _normal(keys, g, _S_AFTER)), 4)
     pre = np.round(o * np.exp(0.1 * sigma_d * _normal(keys, g, _S_PRE)), 4)
+    price_factor, volume_factor = uni.actions.traded_factors(ids, g)
+    if price_factor is not None:
+        # As traded: from a split's ex-date on, prices divide by split_to / split_from and volumes multiply by it; from
+        # a dividend's ex-date on, prices take 1 - its yield (the close drops by about the dividend). Acting rows only,
+        # so every other ticker's numbers stay bit for bit what they were.
+        acting = price_factor != 1.0
+        o, h, low, c, vw, after, pre = (
+            np.where(acting, np.maximum(np.round(x * price_factor, 4), 0.0001), x) for x in (o, h, low, c, vw, after, pre)
+        )
+        v = np.where(volume_factor != 1.0, np.maximum(np.round(v * volume_factor), 1.0), v)
     return {"o": o, "h": h, "l": low, "c": c, "v": v, "vw": vw, "n": n.astype(np.int64), "ah": after, "pm": pre,
             "valid": valid, "g": g}
 
@@ -400,8 +600,11 @@ class Market:
             return None
         return self.calendar.index_of(day)
 
-    def day_columns(self, g: int) -> dict[str, np.ndarray]:
-        """Grouped bars of session g as columns in ticker order (ids, v, vw, o, c, h, l, t, n); unlisted tickers absent."""
+    def day_columns(self, g: int, adjusted_as_of: int | None = None) -> dict[str, np.ndarray]:
+        """Grouped bars of session g as columns in ticker order (ids, v, vw, o, c, h, l, t, n); unlisted tickers absent.
+
+        adjusted_as_of: a session index; the bars are then split-adjusted as the API adjusts them on that day
+        (`adjusted` in the result says whether any bar changed)."""
         cal = self.calendar
         block = self.blocks.month(int(cal.session_month[g]))
         slot = int(cal.session_slot[g])
@@ -410,6 +613,14 @@ class Market:
         columns = {k: block[k][ids, slot] for k in ("v", "vw", "o", "c", "h", "l", "n")}
         columns["t"] = np.full(len(ids), int(cal.close_ms[g]), dtype=np.int64)
         columns["ids"] = ids
+        columns["adjusted"] = False
+        if adjusted_as_of is not None:
+            factor = np.ones(len(ids))
+            for split in self.universe.actions.splits:
+                if g < split.g <= adjusted_as_of:
+                    factor[ids == split.tid] *= split.split_from / split.split_to
+            if (factor != 1.0).any():
+                columns = adjust_columns(columns, factor)
         return columns
 
     def day_bars(self, g: int) -> list[dict]:
@@ -418,8 +629,8 @@ class Market:
         symbols = self.universe.symbols
         return [{"T": symbols[i], **bar} for i, bar in zip(columns["ids"].tolist(), columns_to_bars(columns), strict=True)]
 
-    def cell(self, tid: int, g: int) -> dict | None:
-        """One bar with afterHours/preMarket, or None before the listing."""
+    def cell(self, tid: int, g: int, adjusted_as_of: int | None = None) -> dict | None:
+        """One bar with afterHours/preMarket, or None before the listing (split-adjusted as of a session when asked)."""
         cal = self.calendar
         block = self.blocks.month(int(cal.session_month[g]))
         slot = int(cal.session_slot[g])
@@ -428,6 +639,12 @@ class Market:
         bar = _bar_dict(block, tid, slot)
         bar["ah"] = float(block["ah"][tid, slot])
         bar["pm"] = float(block["pm"][tid, slot])
+        if adjusted_as_of is not None:
+            factor = float(self.universe.actions.split_adjustment(tid, np.array([g]), adjusted_as_of)[0])
+            if factor != 1.0:
+                for k in ("o", "h", "l", "c", "vw", "ah", "pm"):
+                    bar[k] *= factor
+                bar["v"] /= factor
         return bar
 
     def ticker_columns(self, tid: int, first_g: int, last_g: int) -> dict[str, np.ndarray]:
@@ -447,12 +664,29 @@ class Market:
         columns["t"] = cal.midnight_ms[columns["g"]]
         return columns
 
+    def adjusted_ticker_columns(self, tid: int, first_g: int, last_g: int, as_of_g: int) -> dict[str, np.ndarray]:
+        """ticker_columns split-adjusted as the API adjusts them on session as_of_g (`adjusted`: any bar changed)."""
+        columns = self.ticker_columns(tid, first_g, last_g)
+        columns["adjusted"] = False
+        factor = self.universe.actions.split_adjustment(tid, columns["g"], as_of_g)
+        return adjust_columns(columns, factor) if (factor != 1.0).any() else columns
+
     def ticker_bars(self, tid: int, first_g: int, last_g: int) -> list[dict]:
         """Range shape (t = 00:00 New York), sessions first_g..last_g inclusive, ascending."""
         return columns_to_bars(self.ticker_columns(tid, first_g, last_g))
 
 
 RANGE_KEYS = ("v", "vw", "o", "c", "h", "l", "t", "n")
+
+
+def adjust_columns(columns: dict, factor: np.ndarray) -> dict:
+    """Prices times factor, volume divided by it, unrounded as the API serves adjusted bars; a new dict."""
+    adjusted = dict(columns)
+    for k in ("vw", "o", "c", "h", "l"):
+        adjusted[k] = columns[k] * factor
+    adjusted["v"] = columns["v"] / factor
+    adjusted["adjusted"] = True
+    return adjusted
 
 
 def columns_to_bars(columns: dict[str, np.ndarray]) -> list[dict]:
@@ -481,21 +715,88 @@ def listing_dates(n: int = 300, seed: int = 42) -> dict[str, dt.date]:
     return {uni.symbols[i]: uni.list_dates[i] for i in range(n)}
 
 
-def bars_for_day(day: dt.date, n: int = 300, seed: int = 42) -> list[dict]:
-    """The grouped-daily results for day (empty on non-sessions and after today)."""
+def bars_for_day(day: dt.date, n: int = 300, seed: int = 42, adjusted: bool = True,
+                 as_of: dt.date | None = None) -> list[dict]:
+    """The grouped-daily results for day (empty on non-sessions and after as_of, default today); adjusted as the
+    API's default (split-adjusted as of as_of), as traded with adjusted=False."""
     market = _market(n, seed)
-    g = market.session_index(day, today_new_york())
-    return [] if g is None else market.day_bars(g)
+    as_of = as_of or today_new_york()
+    g = market.session_index(day, as_of)
+    if g is None:
+        return []
+    columns = market.day_columns(g, adjusted_as_of=market.calendar.last_on_or_before(as_of) if adjusted else None)
+    symbols = market.universe.symbols
+    return [{"T": symbols[i], **b} for i, b in zip(columns["ids"].tolist(), columns_to_bars(columns), strict=True)]
 
 
-def bar(ticker: str, day: dt.date, n: int = 300, seed: int = 42) -> dict | None:
-    """The range-shaped bar of ticker on day (t = 00:00 New York), or None when there is none."""
+def bar(ticker: str, day: dt.date, n: int = 300, seed: int = 42, adjusted: bool = True,
+        as_of: dt.date | None = None) -> dict | None:
+    """The range-shaped bar of ticker on day (t = 00:00 New York), or None when there is none; adjusted as
+    bars_for_day."""
     market = _market(n, seed)
+    as_of = as_of or today_new_york()
     tid = market.universe.ids_by_symbol.get(ticker)
-    g = market.session_index(day, today_new_york())
+    g = market.session_index(day, as_of)
     if tid is None or g is None:
         return None
-    cell = market.cell(tid, g)
+    cell = market.cell(tid, g, adjusted_as_of=market.calendar.last_on_or_before(as_of) if adjusted else None)
     if cell is None:
         return None
     return {k: cell[k] for k in ("v", "vw", "o", "c", "h", "l")} | {"t": int(market.calendar.midnight_ms[g]), "n": cell["n"]}
+
+
+def delisting_dates(n: int = 300, seed: int = 42) -> dict[str, dt.date]:
+    """The tickers that delist and the day they do (their last bar is the session before; inactive from that day)."""
+    uni = build_universe(n, seed)
+    cal = calendar()
+    return {uni.symbols[t]: cal.sessions[g] for t, g in uni.actions.delist_session.items()}
+
+
+def _next_session_on_or_after(cal: Calendar, day: dt.date) -> dt.date:
+    i = cal.first_on_or_after(day)
+    return cal.sessions[min(i, len(cal.sessions) - 1)]
+
+
+@lru_cache(maxsize=4)
+def action_records(n: int = 300, seed: int = 42) -> tuple[dict, ...]:
+    """Every split and dividend of the universe as plain records in (ticker, ex_date) order, dates as date objects:
+    ticker, action_type, ex_date, split_from, split_to (splits), cash_amount, declaration_date, record_date, pay_date
+    (dividends), announced (the day the API starts listing it), id. A dividend pays its yield of the previous
+    as-traded close, rounded to 4 decimals."""
+    uni = build_universe(n, seed)
+    cal = calendar()
+    records = []
+    for split in uni.actions.splits:
+        ex = cal.sessions[split.g]
+        records.append({"ticker": uni.symbols[split.tid], "action_type": "split", "ex_date": ex,
+                        "split_from": split.split_from, "split_to": split.split_to,
+                        "announced": ex - dt.timedelta(days=SPLIT_NOTICE_DAYS), "id": split.action_id})  # fmt: skip
+    by_tid: dict[int, list[Dividend]] = {}
+    for dividend in uni.actions.dividends:
+        by_tid.setdefault(dividend.tid, []).append(dividend)
+    for tid, own in by_tid.items():
+        previous = np.array([d.g - 1 for d in own], dtype=np.int64)
+        months = np.unique(cal.session_month[previous])
+        rows = compute_rows(uni, np.full(len(months), tid, dtype=np.int64), months)
+        close_at = {int(g): float(c) for g, c, ok in zip(rows["g"].ravel(), rows["c"].ravel(), rows["valid"].ravel(),
+                                                         strict=True) if ok}  # fmt: skip
+        for dividend, before in zip(own, previous.tolist(), strict=True):
+            ex = cal.sessions[dividend.g]
+            declared = ex - dt.timedelta(days=21)
+            record_day = ex if ex >= T_PLUS_ONE else cal.sessions[min(dividend.g + 1, len(cal.sessions) - 1)]
+            records.append({
+                "ticker": uni.symbols[tid], "action_type": "dividend", "ex_date": ex,
+                "cash_amount": max(0.0001, round(dividend.yield_ * close_at.get(before, 1.0), 4)),
+                "yield": dividend.yield_,
+                "declaration_date": declared, "record_date": record_day,
+                "pay_date": _next_session_on_or_after(cal, ex + dt.timedelta(days=14)),
+                "announced": declared, "id": dividend.action_id,
+            })  # fmt: skip
+    records.sort(key=lambda r: (r["ticker"], r["ex_date"], r["action_type"]))
+    return tuple(records)
+
+
+def corporate_actions(n: int = 300, seed: int = 42, as_of: dt.date | None = None) -> list[dict]:
+    """The splits and dividends the API lists on day as_of (default today): those announced by then."""
+    as_of = as_of or today_new_york()
+    return [dict(r) for r in action_records(n, seed) if r["announced"] <= as_of]

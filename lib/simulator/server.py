@@ -1,5 +1,5 @@
-"""The HTTP server compatible with Massive (formerly Polygon.io): aiohttp handlers for the four endpoints,
-auth, latency and faults as middleware."""
+"""The HTTP server compatible with Massive (formerly Polygon.io): aiohttp handlers for the reference, aggregate and
+corporate-action endpoints, auth, latency and faults as middleware."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from lib.simulator import corporate
 from lib.simulator.data import NEW_YORK, RANGE_KEYS, Market, calendar, columns_to_bars
 from lib.simulator.encode import bars_json, range_bars_json, ticker_prefixes
 from lib.simulator.faults import Defects, FaultSettings, fault_middleware
@@ -45,6 +46,7 @@ class ServerSettings:
     api_key: str | None = None  # only this key is accepted when set (from $MASSIVE_API_KEY or $POLYGON_API_KEY)
     faults: FaultSettings = dataclasses.field(default_factory=FaultSettings)
     defects: Defects = dataclasses.field(default_factory=Defects)
+    as_of: dt.date | None = None  # the simulator's today (bars, listings, actions, adjusted=true); None: the real today
 
 
 class BadRequest(Exception):
@@ -119,11 +121,14 @@ def decode_cursor(cursor: str) -> dict:
 class _Today:
     """today_new_york(), re-read at most once a second (the hot path must not build pandas Timestamps)."""
 
-    def __init__(self):
-        self._value = today_new_york()
+    def __init__(self, fixed: dt.date | None = None):
+        self._fixed = fixed
+        self._value = fixed or today_new_york()
         self._expires = time.monotonic() + 1.0
 
     def __call__(self) -> dt.date:
+        if self._fixed is not None:
+            return self._fixed
         now = time.monotonic()
         if now >= self._expires:
             self._value = today_new_york()
@@ -138,13 +143,22 @@ class Simulator:
         self.settings = settings
         self.market = Market(settings.tickers, settings.seed)
         self.calendar = calendar()
-        self.today = _Today()
+        self.today = _Today(settings.as_of)
         self.defects = settings.defects
         uni = self.market.universe
-        # Reference records in ticker order, pre-serialised.
+        # Reference records in ticker order, pre-serialised; a delisted ticker's record also as it reads once gone.
         self._records = uni.records
         self._record_json = [json.dumps(r, separators=(",", ":")).encode() for r in uni.records]
         self._record_list_date = [uni.list_dates[i] for i in uni.sorted_ids]
+        delist_session = uni.actions.delist_session
+        self._record_delist_date = [
+            self.calendar.sessions[delist_session[int(i)]] if int(i) in delist_session else None for i in uni.sorted_ids
+        ]
+        self._delisted_json = {
+            i: json.dumps(self._records[i] | {"active": False, "delisted_utc": f"{day.isoformat()}T00:00:00Z"},
+                          separators=(",", ":")).encode()
+            for i, day in enumerate(self._record_delist_date) if day is not None
+        }  # fmt: skip
         self._ticker_prefixes = ticker_prefixes(list(uni.symbols))  # by ticker id
         self._filtered: OrderedDict[tuple, list[int]] = OrderedDict()
         self._grouped: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
@@ -170,11 +184,12 @@ class Simulator:
         records = self._records
         indices = range(len(records))
         market = filters.get("market")
-        if (market and market != "stocks") or not _parse_bool(filters.get("active"), "active", True):
+        if market and market != "stocks":
             indices = []
-        if "date" in filters:
-            as_of = _parse_date(filters["date"], "date")
-            indices = [i for i in indices if self._record_list_date[i] <= as_of]
+        # Listed on the day (the date parameter, else today): listed on or before it; active unless delisted by then.
+        as_of = _parse_date(filters["date"], "date") if "date" in filters else self.today()
+        active = _parse_bool(filters.get("active"), "active", True)
+        indices = [i for i in indices if self._record_list_date[i] <= as_of and self._is_active(i, as_of) == active]
         for name, test in (
             ("ticker", lambda a, b: a == b), ("ticker.lt", lambda a, b: a < b), ("ticker.lte", lambda a, b: a <= b),
             ("ticker.gt", lambda a, b: a > b), ("ticker.gte", lambda a, b: a >= b),
@@ -203,6 +218,13 @@ class Simulator:
             self._filtered.popitem(last=False)
         return indices
 
+    def _is_active(self, i: int, day: dt.date) -> bool:
+        delisted = self._record_delist_date[i]
+        return delisted is None or day < delisted
+
+    def _record_bytes(self, i: int, day: dt.date) -> bytes:
+        return self._record_json[i] if self._is_active(i, day) else self._delisted_json[i]
+
     async def tickers(self, request: web.Request) -> web.Response:
         query = request.query
         cursor = query.get("cursor")
@@ -218,7 +240,8 @@ class Simulator:
             limit = _parse_int(query.get("limit"), "limit", 100, 1, 1000)
         indices = self._ticker_indices(filters)
         page = indices[offset : offset + limit]
-        parts = [b'{"results":[', b",".join(self._record_json[i] for i in page), b'],"status":"OK","request_id":"',
+        day = _parse_date(filters["date"], "date") if "date" in filters else self.today()
+        parts = [b'{"results":[', b",".join(self._record_bytes(i, day) for i in page), b'],"status":"OK","request_id":"',
                  request_id().encode(), b'","count":', str(len(page)).encode()]
         if offset + limit < len(indices):
             # The repeat-page fault hands out the same page once more (the cursor remembers it already did).
@@ -232,20 +255,26 @@ class Simulator:
         return web.Response(body=b"".join(parts), content_type="application/json")
 
     # -- /v2/aggs/grouped ----------------------------------------------------------------------
-    def _grouped_results(self, g: int) -> tuple[bytes, int]:
-        hit = self._grouped.get(g)
+    def _grouped_results(self, g: int, adjusted: bool) -> tuple[bytes, int]:
+        # adjusted=true depends on the day asked (splits executed since g apply), so today is part of the key.
+        as_of_g = self._last_session() if adjusted else None
+        key = (g, as_of_g)
+        hit = self._grouped.get(key)
         if hit is not None:
-            self._grouped.move_to_end(g)
+            self._grouped.move_to_end(key)
             return hit
         day = self.calendar.iso[g]
-        if self.defects.touches_day(day):
-            bars = self.defects.apply_grouped(self.market.day_bars(g), day)
+        columns = self.market.day_columns(g, adjusted_as_of=as_of_g)
+        if self.defects.touches_day(day) or columns["adjusted"]:
+            symbols = self.market.universe.symbols
+            bars = [{"T": symbols[i], **b} for i, b in zip(columns["ids"].tolist(), columns_to_bars(columns), strict=True)]
+            if self.defects.touches_day(day):
+                bars = self.defects.apply_grouped(bars, day)
             hit = (json.dumps(bars, separators=(",", ":")).encode(), len(bars))
         else:
-            columns = self.market.day_columns(g)
             prefixes = self._ticker_prefixes[:, columns["ids"]]
             hit = (bars_json(*(columns[k] for k in RANGE_KEYS), prefixes=prefixes), len(columns["ids"]))
-        self._grouped[g] = hit
+        self._grouped[key] = hit
         if len(self._grouped) > self._grouped_capacity:
             self._grouped.popitem(last=False)
         return hit
@@ -255,7 +284,7 @@ class Simulator:
         adjusted = _parse_bool(request.query.get("adjusted"), "adjusted", True)
         _parse_bool(request.query.get("include_otc"), "include_otc", False)  # no OTC tickers here
         g = self._session(day)
-        results, count = self._grouped_results(g) if g is not None else (b"", 0)
+        results, count = self._grouped_results(g, adjusted) if g is not None else (b"", 0)
         if not count:
             # Polygon answers a day without bars with zero counts and no results key.
             return json_response({"queryCount": 0, "resultsCount": 0, "adjusted": adjusted, "status": "OK",
@@ -300,15 +329,20 @@ class Simulator:
             midnights = self.calendar.midnight_ms
             first_g = int(bisect.bisect_left(midnights, start_ms))
             last_g = min(int(bisect.bisect_right(midnights, end_ms)) - 1, self._last_session())
-            columns = self.market.ticker_columns(tid, first_g, last_g)
+            if adjusted:
+                columns = self.market.adjusted_ticker_columns(tid, first_g, last_g, self._last_session())
+            else:
+                columns = self.market.ticker_columns(tid, first_g, last_g)
             total = len(columns["t"])
             if total:
                 step = 1 if sort == "asc" else -1
                 page = {k: columns[k][::step][:limit] for k in RANGE_KEYS}
                 if total > limit:
                     next_t = int(columns["t"][limit] if sort == "asc" else columns["t"][total - 1 - limit])
-                if self.defects.touches(ticker):
-                    bars = self.defects.apply_range(columns_to_bars(page), ticker, self.calendar)
+                if self.defects.touches(ticker) or columns.get("adjusted"):
+                    bars = columns_to_bars(page)
+                    if self.defects.touches(ticker):
+                        bars = self.defects.apply_range(bars, ticker, self.calendar)
                     page_json = json.dumps(bars, separators=(",", ":")).encode()
                     count = len(bars)
                 else:
@@ -336,9 +370,11 @@ class Simulator:
         info = request.match_info
         ticker, text = info["ticker"], info["date"]
         day = _parse_date(text, "date")
+        adjusted = _parse_bool(request.query.get("adjusted"), "adjusted", True)
         tid = self.market.universe.ids_by_symbol.get(ticker)
         g = self._session(day)
-        cell = None if tid is None or g is None else self.market.cell(tid, g)
+        as_of_g = self._last_session() if adjusted else None
+        cell = None if tid is None or g is None else self.market.cell(tid, g, adjusted_as_of=as_of_g)
         if cell is None:
             return not_found()
         payload = {
@@ -357,6 +393,42 @@ class Simulator:
         if self.defects:
             self.defects.apply_open_close(payload, ticker, text)
         return json_response(payload)
+
+
+    # -- splits and dividends -----------------------------------------------------------------------
+    def actions_handler(self, endpoint: corporate.Endpoint):
+        """A handler for one corporate-action listing: filters, sort, limit, and a cursor in next_url."""
+        known = (*corporate.filter_params(endpoint), "sort", *(("order",) if endpoint.v3 else ()))
+        cache: dict[dt.date, list[dict]] = {}
+
+        async def handler(request: web.Request) -> web.Response:
+            query = request.query
+            if query.get("cursor"):
+                state = decode_cursor(query["cursor"])
+                filters = {k: str(v) for k, v in state.get("f", {}).items() if k in known}
+                offset = int(state.get("o", 0))
+                limit = _parse_int(str(state.get("l", endpoint.default_limit)), "limit", endpoint.default_limit, 1,
+                                   endpoint.max_limit)  # fmt: skip
+            else:
+                filters = {k: query[k] for k in known if query.get(k)}
+                offset = 0
+                limit = _parse_int(query.get("limit"), "limit", endpoint.default_limit, 1, endpoint.max_limit)
+            today = self.today()
+            if today not in cache:
+                cache.clear()
+                cache[today] = corporate.served_records(endpoint, self.settings.tickers, self.settings.seed, today)
+            try:
+                chosen = corporate.select(endpoint, cache[today], filters)
+            except corporate.QueryError as exc:
+                raise BadRequest(str(exc)) from None
+            page = chosen[offset : offset + limit]
+            payload = {"results": page, "status": "OK", "request_id": request_id()}
+            if offset + limit < len(chosen):
+                cursor = encode_cursor({"f": filters, "o": offset + limit, "l": limit})
+                payload["next_url"] = f"{self._base(request)}{endpoint.path}?cursor={cursor}"
+            return json_response(payload)
+
+        return handler
 
 
 def auth_middleware(settings: ServerSettings):
@@ -403,6 +475,8 @@ def build_app(settings: ServerSettings) -> web.Application:
         "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}", simulator.aggs_range
     )
     app.router.add_get("/v1/open-close/{ticker}/{date}", simulator.open_close)
+    for endpoint in corporate.ENDPOINTS:
+        app.router.add_get(endpoint.path, simulator.actions_handler(endpoint))
     return app
 
 
