@@ -413,25 +413,36 @@ class TrendsReport:
     top_movers: pd.DataFrame  # month_start, direction, rank, symbol, monthly_return (all symbols)
     max_drawdown: pd.DataFrame  # symbol, max_drawdown
     correlations: pd.DataFrame  # symbols x symbols
+    adjust: str = "raw"  # the series analysed: raw, split or total_return (lib.prices)
+    summary_table: pd.DataFrame | None = None  # the chosen symbols' trend_summary rows of this ds
 
     def summary(self) -> str:
         return (
-            f"{len(self.symbols)} symbols ({', '.join(self.symbols)}) over {self.start}..{self.end}: "
+            f"{len(self.symbols)} symbols ({', '.join(self.symbols)}) over {self.start}..{self.end}, {self.adjust} prices: "
             f"{len(self.daily):,} daily rows, {int(self.daily['is_anomaly'].fillna(False).sum()) if len(self.daily) else 0} "
             "volume anomalies"
         )
 
 
-def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date) -> DataFrame:
-    """Daily rows from start..ds, read by exploding the monthly arrays (the table analysts query)."""
-    from lib import monthly
+# Calendar days read before a span so that every ex-date in it has its previous bar (the dividend's P).
+_BAR_BEFORE_DAYS = 10
 
+
+def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date, adjust: str = "raw") -> DataFrame:
+    """Daily rows from start..ds, read by exploding the monthly arrays (the table analysts query), adjusted as
+    lib.prices does (`raw`, `split` or `total_return`) with the corporate actions known by ds."""
+    from lib import monthly, prices
+
+    read_from = start - dt.timedelta(days=_BAR_BEFORE_DAYS) if adjust != "raw" else start
     months = catalog.read_table(spark, config, "monthly_stock_prices").filter(
-        F.col("month_start").between(F.lit(monthly.month_start(start)), F.lit(config.ds))
+        F.col("month_start").between(F.lit(monthly.month_start(read_from)), F.lit(config.ds))
     )
-    return monthly.to_daily_rows(monthly.explode_metrics(months)).filter(
-        F.col("date").between(F.lit(start), F.lit(config.ds))
+    daily = monthly.to_daily_rows(monthly.explode_metrics(months)).filter(
+        F.col("date").between(F.lit(read_from), F.lit(config.ds))
     )
+    if adjust != "raw":
+        daily = prices.adjust_frame(daily, _corporate_actions(spark, config), adjust, as_of=config.ds)
+    return daily.filter(F.col("date") >= F.lit(start))
 
 
 def run_trends(
@@ -443,7 +454,7 @@ def run_trends(
     start = min(config.start_ds, config.ds - dt.timedelta(days=lookback_days))
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "04_trends", ("monthly_stock_prices",), start=start)
-    daily = trend_daily_rows(spark, config, start).cache()
+    daily = trend_daily_rows(spark, config, start, config.adjust).cache()
     symbols = list(config.symbols) or trends.top_symbols_by_dollar_volume(daily, config.top_n)
     chosen = daily.filter(F.col("symbol").isin(symbols))
     per_day = trends.volume_anomalies(

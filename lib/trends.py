@@ -246,3 +246,28 @@ def return_correlations(daily: DataFrame, symbols: Sequence[str]) -> pd.DataFram
     corr.index.name = "symbol"
     corr.columns.name = "symbol"
     return corr
+
+
+def trend_summary(daily: DataFrame) -> DataFrame:
+    """One row per `symbol`: `start_date`, `end_date`, `bars`, `first_close`, `last_close`, `total_return`
+    (last / first - 1), `annualized_volatility` (sample stdev of simple daily returns times sqrt(252), null with
+    fewer than two returns) and `max_drawdown` (<= 0).
+
+    Needs `symbol`, `date`, `close`; bars with a null close are left out.
+    """
+    _require_columns(daily, ["symbol", "date", "close"], "trend_summary")
+    closes = daily.where(F.col("close").isNotNull())
+    per_symbol = with_returns(closes).groupBy("symbol").agg(
+        F.min("date").alias("start_date"),
+        F.max("date").alias("end_date"),
+        F.count("*").alias("bars"),
+        F.min_by("close", "date").alias("first_close"),
+        F.max_by("close", "date").alias("last_close"),
+        (F.stddev_samp("daily_return") * math.sqrt(TRADING_DAYS_PER_YEAR)).alias("annualized_volatility"),
+    )
+    return (
+        per_symbol.join(max_drawdown(closes), "symbol")
+        .withColumn("total_return", F.col("last_close") / F.col("first_close") - 1)
+        .select("symbol", "start_date", "end_date", "bars", "first_close", "last_close", "total_return",
+                "annualized_volatility", "max_drawdown")  # fmt: skip
+    )

@@ -175,3 +175,16 @@ def test_daily_runs_across_a_split_read_back_as_the_api_adjusts_on_the_last_day(
     print(f"\n{ticker} {split['split_from']}:{split['split_to']} split on {ex}: largest one-day move "
           f"as traded {before:.1%}, split-adjusted {after:.1%}")
     assert before > 0.3 and after < 0.15
+
+    # 04_trends analyses the same series: its Spark read equals lib.prices', and trend_summary shows no false crash.
+    for adjust in ("raw", "split"):
+        trend_config = config_for(warehouse, namespace, ds=str(days[-1]), start_ds=str(days[0]), symbols=[ticker],
+                                  lookback_days=0, adjust=adjust)  # fmt: skip
+        report = steps.run_trends(spark, trend_config)
+        expected = raw if adjust == "raw" else adjusted
+        assert list(report.daily["close"]) == pytest.approx(list(expected["close"]), rel=1e-12), adjust
+        (row,) = report.summary_table.itertuples()
+        assert row.adjust == adjust and row.bars == len(days)
+        assert row.total_return == pytest.approx(expected["close"].iloc[-1] / expected["close"].iloc[0] - 1, rel=1e-12)
+        if adjust == "split":
+            assert row.max_drawdown > -0.15, row  # no false crash across the split

@@ -432,3 +432,24 @@ def test_missing_columns_are_reported(spark):
     frame = spark.createDataFrame([("AAA", 1.0)], "symbol string, price double")
     with pytest.raises(ValueError, match=r"missing \['date', 'close'\]"):
         trends.with_returns(frame)
+
+
+def test_trend_summary_by_hand(spark):
+    # Closes 100, 110, 99, 121 (a null close on Mar 5 is left out): returns 0.1, -0.1, 0.2222...
+    bars = [("AAA", d(day), None, None, None, close, None, None, None)
+            for day, close in (("2024-03-01", 100.0), ("2024-03-04", 110.0), ("2024-03-05", None),
+                               ("2024-03-06", 99.0), ("2024-03-07", 121.0))]  # fmt: skip
+    bars.append(("ONE", d("2024-03-07"), None, None, None, 50.0, None, None, None))
+    daily = spark.createDataFrame(bars, DAILY_SCHEMA)
+    returns = [0.1, -0.1, 121 / 99 - 1]
+    mean = sum(returns) / 3
+    volatility = math.sqrt(sum((r - mean) ** 2 for r in returns) / 2) * math.sqrt(252)
+    rows = trends.trend_summary(daily).orderBy("symbol").collect()
+
+    aaa, one = rows
+    assert (aaa.start_date, aaa.end_date, aaa.bars) == (d("2024-03-01"), d("2024-03-07"), 4)
+    assert (aaa.first_close, aaa.last_close) == (100.0, 121.0)
+    assert aaa.total_return == pytest.approx(0.21, rel=1e-12)
+    assert aaa.annualized_volatility == pytest.approx(volatility, rel=1e-12)
+    assert aaa.max_drawdown == pytest.approx(99 / 110 - 1, rel=1e-12)
+    assert (one.bars, one.total_return, one.max_drawdown, one.annualized_volatility) == (1, 0.0, 0.0, None)
