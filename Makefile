@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PARAMS ?= params/local.yaml
 
-.PHONY: setup run test test-fast lab bench lint clean-runs cluster cluster-stop
+.PHONY: setup run test test-fast lab dashboard bench lint clean-runs cluster cluster-stop
 
 $(STAMP): requirements.lock pyproject.toml scripts/setup.sh
 	@bash scripts/setup.sh "$(PYTHON)" "$(VENV)"
@@ -34,6 +34,10 @@ cluster: $(STAMP)
 
 cluster-stop:
 	@bash scripts/cluster.sh stop
+
+# The dashboard over the warehouse on 127.0.0.1; DASHBOARD_ARGS passes options, e.g. make dashboard DASHBOARD_ARGS="--port 8051 -p warehouse /tmp/wh".
+dashboard: $(STAMP)
+	$(PY) -m lib.dashboard -f $(PARAMS) $(DASHBOARD_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)

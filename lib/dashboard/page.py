@@ -1,0 +1,353 @@
+"""The dashboard's HTML and its Plotly figure, from a `View`: pure functions of small frames, no I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from lib.dashboard.data import MOVING_AVERAGES, Universe, View, ViewRequest
+from lib.prices import ADJUSTMENTS
+from lib.trading_days import trading_days
+
+# Quick spans offered next to the date inputs: label, calendar days back from the end of the data (None: all).
+QUICK_SPANS = (("1M", 31), ("3M", 92), ("6M", 182), ("1Y", 366), ("All", None))
+ADJUST_LABELS = {"raw": "as traded", "split": "split-adjusted", "total_return": "total return"}
+COLORS = {"up": "#26a69a", "down": "#ef5350", "ma_20": "#ff9800", "ma_50": "#3f51b5", "band": "rgba(120,144,156,0.6)",
+          "action": "#8e24aa", "anomaly": "#d81b60"}  # fmt: skip
+
+
+def price_text(value: float | None) -> str:
+    """A price as the page shows it: two decimals, four significant digits below 1."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4g}"
+
+
+def _number(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)) or pd.isna(value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _values(column: pd.Series) -> list:
+    """A column as JSON values: NaN and NA as null."""
+    return column.astype("object").where(column.notna(), None).tolist()
+
+
+def _days(column: pd.Series) -> list[str]:
+    return [pd.Timestamp(d).date().isoformat() for d in column]
+
+
+def figure(view: View) -> dict:
+    """The interactive chart as a plotly.js figure (data and layout): candlesticks with moving averages, Bollinger
+    bands, anomaly and corporate-action marks; volume below; RSI and MACD panels when technical_indicators has rows
+    for the span. A plain dict, built without plotly's validating classes (they cost most of a second per figure);
+    `plotly.graph_objects.Figure(figure(view))` shows it in a notebook."""
+    bars, indicators = view.bars, view.indicators
+    panels = ["price", "volume"] + (["rsi", "macd"] if not indicators.empty else [])
+    heights = {"price": 0.55, "volume": 0.15, "rsi": 0.15, "macd": 0.15}
+    axis = {name: ("y" if i == 0 else f"y{i + 1}") for i, name in enumerate(panels)}
+    gap, total = 0.03, sum(heights[p] for p in panels)
+    layout: dict = {
+        "height": 380 + 150 * (len(panels) - 1), "margin": {"l": 70, "r": 20, "t": 30, "b": 30}, "hovermode": "x unified",
+        "legend": {"orientation": "h", "y": 1.06, "x": 0, "traceorder": "normal"}, "dragmode": "zoom",
+        "uirevision": view.request.symbol,
+        "plot_bgcolor": "white", "paper_bgcolor": "white", "shapes": [], "annotations": [],
+        "xaxis": {"type": "date", "anchor": axis[panels[-1]], "rangebreaks": _closed_days(bars),
+                  "gridcolor": "#eceff1", "rangeslider": {"visible": False}},
+    }  # fmt: skip
+    top = 1.0
+    for name in panels:
+        share = heights[name] / total * (1 - gap * (len(panels) - 1))
+        key = "yaxis" if axis[name] == "y" else f"yaxis{axis[name][1:]}"
+        layout[key] = {"domain": [max(0.0, top - share), top], "anchor": "x", "gridcolor": "#eceff1", "title": {"text": name}}
+        top -= share + gap
+    layout["yaxis"]["title"]["text"] = f"price ({ADJUST_LABELS[view.request.adjust]})"
+
+    dates = _days(bars["date"])
+    data: list[dict] = [{
+        "type": "candlestick", "name": view.request.symbol, "x": dates, "open": _values(bars["open"]),
+        "high": _values(bars["high"]), "low": _values(bars["low"]), "close": _values(bars["close"]),
+        "increasing": {"line": {"color": COLORS["up"]}}, "decreasing": {"line": {"color": COLORS["down"]}},
+        "xaxis": "x", "yaxis": axis["price"],
+    }]  # fmt: skip
+    for window in MOVING_AVERAGES:
+        data.append({"type": "scatter", "mode": "lines", "name": f"MA {window}", "x": dates, "y": _values(bars[f"ma_{window}"]),
+                     "line": {"width": 1.3, "color": COLORS[f"ma_{window}"]}, "xaxis": "x", "yaxis": axis["price"]})  # fmt: skip
+    # The indicators are computed on the split-adjusted series: their bands belong on that chart only.
+    if not indicators.empty and view.request.adjust == "split":
+        when = _days(indicators["date"])
+        band = {"type": "scatter", "mode": "lines", "x": when, "xaxis": "x", "yaxis": axis["price"],
+                "line": {"width": 1, "color": COLORS["band"], "dash": "dot"}}  # fmt: skip
+        data.append(band | {"name": "Bollinger upper", "y": _values(indicators["bb_upper"])})
+        data.append(band | {"name": "Bollinger lower", "y": _values(indicators["bb_lower"]), "fill": "tonexty",
+                            "fillcolor": "rgba(120,144,156,0.08)"})  # fmt: skip
+    data += _anomaly_marks(view, axis["price"])
+    _mark_actions(layout, view, axis["price"])
+
+    up = (bars["close"] >= bars["open"]).tolist()
+    colors = [COLORS["up"] if u else COLORS["down"] for u in up]
+    data.append({"type": "bar", "name": "volume", "x": dates, "y": _values(bars["volume"]), "opacity": 0.7, "showlegend": False,
+                 "marker": {"color": colors}, "xaxis": "x", "yaxis": axis["volume"]})  # fmt: skip
+    if "rsi" in axis:
+        when = _days(indicators["date"])
+        line = {"type": "scatter", "mode": "lines", "x": when, "xaxis": "x", "line": {"width": 1.2}}
+        data.append(line | {"name": "RSI 14", "y": _values(indicators["rsi_14"]), "yaxis": axis["rsi"]})
+        for level in (30, 70):
+            layout["shapes"].append({"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": axis["rsi"], "y0": level,
+                                     "y1": level, "line": {"width": 1, "dash": "dot", "color": "#9e9e9e"}})  # fmt: skip
+        layout[f"yaxis{axis['rsi'][1:]}"] |= {"range": [0, 100], "title": {"text": "RSI"}}
+        data.append({"type": "bar", "name": "MACD hist", "x": when, "y": _values(indicators["macd_hist"]), "xaxis": "x",
+                     "yaxis": axis["macd"], "marker": {"color": "#b0bec5"}})  # fmt: skip
+        data.append(line | {"name": "MACD", "y": _values(indicators["macd"]), "yaxis": axis["macd"]})
+        data.append(line | {"name": "signal", "y": _values(indicators["macd_signal"]), "yaxis": axis["macd"]})
+        layout[f"yaxis{axis['macd'][1:]}"]["title"] = {"text": "MACD"}
+    return {"data": data, "layout": layout}
+
+
+def _closed_days(bars: pd.DataFrame) -> list[dict]:
+    """plotly rangebreaks for the days the market is shut (weekends, holidays) between the first and last bar."""
+    if bars.empty:
+        return [{"bounds": ["sat", "mon"]}]
+    first, last = min(bars["date"]), max(bars["date"])
+    sessions = set(trading_days(first, last))
+    weekdays = pd.bdate_range(first, last).date
+    holidays = [d.isoformat() for d in weekdays if d not in sessions]
+    return [{"bounds": ["sat", "mon"]}] + ([{"values": holidays}] if holidays else [])
+
+
+def _anomaly_marks(view: View, yaxis: str) -> list[dict]:
+    if view.anomalies.empty or view.bars.empty:
+        return []
+    highs = view.bars.set_index("date")["high"]
+    marks = view.anomalies.assign(y=view.anomalies["date"].map(highs))
+    marks = marks[marks["y"].notna()]
+    text = [f"{k}: value {_number(v)}, score {_number(s, 3)} (threshold {_number(t, 3)})"
+            for k, v, s, t in zip(marks["kind"], marks["value"], marks["score"], marks["threshold"], strict=True)]  # fmt: skip
+    return [{
+        "type": "scatter", "mode": "markers", "name": "anomaly", "x": _days(marks["date"]),
+        "y": (marks["y"].astype("float64") * 1.015).tolist(), "text": text, "hovertemplate": "%{text}<extra>anomaly</extra>",
+        "marker": {"symbol": "triangle-down", "size": 10, "color": COLORS["anomaly"]}, "xaxis": "x", "yaxis": yaxis,
+    }]  # fmt: skip
+
+
+def action_label(action) -> str:
+    if action.action_type == "split":
+        return f"split {_number(action.split_to)}:{_number(action.split_from)}"
+    return f"dividend {_number(action.cash_amount)} {action.currency or ''}".strip()
+
+
+def _mark_actions(layout: dict, view: View, yaxis: str) -> None:
+    for action in view.actions.itertuples():
+        when = pd.Timestamp(action.ex_date).date().isoformat()
+        layout["shapes"].append({"type": "line", "name": f"action {action.source_id}", "xref": "x", "x0": when, "x1": when,
+                                 "yref": f"{yaxis} domain", "y0": 0, "y1": 1,
+                                 "line": {"width": 1.5, "dash": "dash", "color": COLORS["action"]}})  # fmt: skip
+        layout["annotations"].append({"x": when, "xref": "x", "y": 1, "yref": f"{yaxis} domain", "text": action_label(action),
+                                      "showarrow": False, "yanchor": "bottom",
+                                      "font": {"color": COLORS["action"], "size": 11}})  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# The page
+
+
+def view_url(request: ViewRequest, **changes) -> str:
+    values = {"symbol": request.symbol, "start": request.start.isoformat(), "end": request.end.isoformat(),
+              "adjust": request.adjust} | changes  # fmt: skip
+    return "/?" + urlencode(values)
+
+
+def _controls(universe: Universe | None, request: ViewRequest | None, query: dict[str, str]) -> str:
+    symbol = request.symbol if request else query.get("symbol", "")
+    start = request.start.isoformat() if request else query.get("start", "")
+    end = request.end.isoformat() if request else query.get("end", "")
+    adjust = request.adjust if request else query.get("adjust", "split")
+    options = ""
+    if universe is not None:
+        options = "".join(f'<option value="{_e(t)}">{_e(n)}</option>' for t, n in universe.symbols.itertuples(index=False))
+    choices = "".join(
+        f'<option value="{a}"{" selected" if a == adjust else ""}>{a} ({ADJUST_LABELS[a]})</option>' for a in ADJUSTMENTS
+    )
+    quick = ""
+    if universe is not None and request is not None:
+        links = []
+        for label, days in QUICK_SPANS:
+            back = universe.first_date if days is None else universe.last_date - dt.timedelta(days=days)
+            first = max(universe.first_date, back)
+            url = view_url(request, start=first.isoformat(), end=universe.last_date.isoformat())
+            links.append(f'<a href="{_e(url)}" data-testid="span-{label}">{label}</a>')
+        quick = f'<span class="quick">{" ".join(links)}</span>'
+    bounds = f' min="{universe.first_date}" max="{universe.last_date}"' if universe is not None else ""
+    return f"""
+<form id="controls" method="get" action="/" autocomplete="off">
+  <label>Symbol <input id="symbol" name="symbol" list="universe" value="{_e(symbol)}" placeholder="search a ticker or name"
+    data-testid="symbol-picker" size="12"></label>
+  <datalist id="universe">{options}</datalist>
+  <label>From <input id="start" type="date" name="start" value="{_e(start)}"{bounds} data-testid="start"></label>
+  <label>To <input id="end" type="date" name="end" value="{_e(end)}"{bounds} data-testid="end"></label>
+  <label>Prices <select id="adjust" name="adjust" data-testid="adjust">{choices}</select></label>
+  <button type="submit" data-testid="show">Show</button>
+  {quick}
+</form>"""
+
+
+def _table(frame: pd.DataFrame, testid: str, empty: str, formats: dict | None = None) -> str:
+    if frame.empty:
+        return f'<p class="empty" data-testid="{testid}">{_e(empty)}</p>'
+    formats = formats or {}
+    head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
+    rows = []
+    for record in frame.itertuples(index=False):
+        cells = []
+        for column, value in zip(frame.columns, record, strict=True):
+            text = formats[column](value) if column in formats else _number(value)
+            css = f' class="{_e(value)}"' if column == "status" else ""
+            cells.append(f"<td{css}>{_e(text)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<table data-testid="{testid}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _percent(value) -> str:
+    return "" if value is None or pd.isna(value) else f"{100 * value:.2f}%"
+
+
+def _missing(view: View) -> str:
+    days = view.missing_days
+    if not days:
+        return '<p data-testid="missing-days" data-count="0">none: a bar on every trading day of the span</p>'
+    shown = ", ".join(d.isoformat() for d in days[:60]) + (f" … and {len(days) - 60} more" if len(days) > 60 else "")
+    return f'<p data-testid="missing-days" data-count="{len(days)}">{len(days)} trading day(s) without a bar: {_e(shown)}</p>'
+
+
+def _quality(view: View) -> str:
+    quality = view.quality
+    if quality.empty:
+        return _table(quality, "quality", "no quality_results yet: 03_quality has not run on this warehouse")
+    failed = int((quality["status"] == "fail").sum())
+    summary = f"run of {quality['ds'].iloc[0]}: {len(quality) - failed} passed, {failed} failed"
+    return f'<p data-testid="quality-summary">{_e(summary)}</p>' + _table(
+        quality.drop(columns="ds"), "quality", "", {"details": lambda v: "" if v is None else str(v)[:160]}
+    )
+
+
+def render_view(universe: Universe, view: View) -> str:
+    """The whole page for one view, the figure embedded as JSON and drawn by the bundled plotly.js."""
+    request, bars = view.request, view.bars
+    name = universe.symbols.set_index("ticker")["name"].get(request.symbol, "")
+    last = view.last_close
+    trend = view.trend.drop(columns=["ds"]) if not view.trend.empty else view.trend
+    trend_note = f" (run of {view.trend['ds'].iloc[0]})" if not view.trend.empty else ""
+    actions = view.actions
+    if not actions.empty:
+        actions = actions.assign(action=[action_label(a) for a in actions.itertuples()])
+    exact = "" if last is None else repr(last)
+    figure_json = json.dumps(figure(view), allow_nan=False).replace("</", "<\\/")  # no "</script>" inside the script element
+    notes = "".join(f"<li>{_e(n)}</li>" for n in view.notes)
+    body = f"""
+<header>
+  <h1><span data-testid="symbol">{_e(request.symbol)}</span> <small>{_e(name)}</small></h1>
+  <p class="facts">Last close <strong data-testid="last-close" data-value="{exact}">{price_text(last)}</strong>
+    · <span data-testid="bar-count">{len(bars)}</span> bars
+    · <span data-testid="span">{request.start} … {request.end}</span>
+    · <span data-testid="adjust-shown">{_e(ADJUST_LABELS[request.adjust])}</span>
+    · data {universe.first_date} … {universe.last_date}</p>
+</header>
+<div id="chart" data-testid="chart"></div>
+<section><h2>Trend summary{_e(trend_note)}</h2>
+{_table(trend, "trend", "no trend_summary for this symbol yet (04_trends writes it)",
+        {"total_return": _percent, "annualized_volatility": _percent, "max_drawdown": _percent})}</section>
+<section><h2>Corporate actions in the span</h2>{_table(actions, "actions", "none in the span")}</section>
+<section><h2>Anomalies in the span</h2>{_table(view.anomalies, "anomalies", "none flagged in the span")}</section>
+<section><h2>Days without a bar</h2>{_missing(view)}</section>
+<section><h2>Latest quality checks</h2>{_quality(view)}</section>
+{f'<section><h2>Notes</h2><ul data-testid="notes">{notes}</ul></section>' if notes else ''}
+<script id="figure" type="application/json">{figure_json}</script>
+"""
+    return _document(f"{request.symbol} · stocks dashboard", _controls(universe, request, {}) + body)
+
+
+def render_message(title: str, message: str, universe: Universe | None = None, query: dict[str, str] | None = None) -> str:
+    """A page that explains what went wrong (bad URL input, no warehouse) and keeps the controls when it can."""
+    controls = _controls(universe, None, query or {}) if universe is not None else ""
+    body = f'<div class="message" role="alert" data-testid="error"><h2>{_e(title)}</h2><p>{_e(message)}</p></div>'
+    if universe is not None:
+        body += f'<p><a href="/" data-testid="home">Open {_e(universe.default_symbol)} over the last months of data</a></p>'
+    return _document(f"{title} · stocks dashboard", controls + body)
+
+
+def _document(title: str, body: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<style>{STYLE}</style>
+<script src="{PLOTLY_URL}"></script></head>
+<body>{body}
+<script>{SCRIPT}</script></body></html>"""
+
+
+def plotly_version() -> str:
+    import plotly
+
+    return plotly.__version__
+
+
+PLOTLY_URL = f"/static/plotly-{plotly_version()}.min.js"
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 0 1.5rem 2rem; color: #263238; }
+form#controls { display: flex; flex-wrap: wrap; gap: .8rem; align-items: center; padding: .8rem 0;
+  border-bottom: 1px solid #eceff1; }
+form#controls .quick a { margin-right: .4rem; }
+header h1 { margin: .6rem 0 0; font-size: 1.6rem; } header h1 small { color: #607d8b; font-weight: normal; font-size: 1rem; }
+.facts { margin: .2rem 0; color: #455a64; } .facts strong { font-size: 1.2rem; color: #263238; }
+section { margin-top: 1rem; } h2 { font-size: 1.05rem; margin: .6rem 0 .3rem; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { padding: .15rem .6rem; border-bottom: 1px solid #eceff1; text-align: left; }
+td.fail { color: #c62828; font-weight: bold; } td.pass { color: #2e7d32; }
+.message { margin: 1.5rem 0; padding: 1rem; border-left: 4px solid #c62828; background: #ffebee; }
+.empty { color: #78909c; }
+"""
+
+# Draws the figure; the picker and the adjustment reload the page with the new URL (state in the URL); zooming
+# writes the visible span into the URL so that a shared link opens the same view.
+SCRIPT = """
+(function () {
+  const form = document.getElementById("controls");
+  const picker = document.getElementById("symbol");
+  if (form && picker) {
+    const known = new Set(Array.from(document.querySelectorAll("#universe option"), o => o.value));
+    picker.addEventListener("change", () => {
+      picker.value = picker.value.trim().toUpperCase();
+      if (known.has(picker.value)) form.requestSubmit();
+    });
+    document.getElementById("adjust").addEventListener("change", () => form.requestSubmit());
+  }
+  const spec = document.getElementById("figure");
+  if (!spec || typeof Plotly === "undefined") return;
+  const fig = JSON.parse(spec.textContent);
+  const chart = document.getElementById("chart");
+  Plotly.newPlot(chart, fig.data, fig.layout, {responsive: true, displaylogo: false, scrollZoom: true})
+    .then(() => { chart.dataset.ready = "true"; chart.on("plotly_relayout", keepSpanInUrl); });
+  function keepSpanInUrl(change) {
+    const first = change["xaxis.range[0]"], last = change["xaxis.range[1]"];
+    if (!first || !last) return;
+    const url = new URL(window.location.href);
+    url.searchParams.set("start", String(first).slice(0, 10));
+    url.searchParams.set("end", String(last).slice(0, 10));
+    window.history.replaceState(null, "", url);
+  }
+})();
+"""

@@ -1,0 +1,375 @@
+"""The dashboard as a person uses it: a small pipeline run, `python -m lib.dashboard` on loopback, headless Chromium.
+
+The module's warehouse comes from `lib.run` (ingest, monthly rollup, quality: 20 simulator tickers, two months);
+a split, technical indicators, an anomaly and a trend row are added with pyiceberg, as the analysis steps would.
+What the page shows is checked against the tables read independently (the monthly arrays through pyiceberg, the
+split applied by hand). Any browser console error fails a test. Screenshots go to test-artifacts/dashboard/.
+The unit tests at the end build their frames by hand and need neither a pipeline nor a browser.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from lib.config import RunConfig, load_params_file
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts" / "dashboard"
+DS, START_DS, TICKERS = dt.date(2024, 3, 5), dt.date(2024, 1, 2), 20
+SPLIT_EX_DATE = dt.date(2024, 2, 15)  # a 2-for-1 split of the picked symbol
+e2e = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def config_for(warehouse: Path) -> RunConfig:
+    params = load_params_file(REPO / "params" / "local.yaml") | {"warehouse": str(warehouse)}
+    return RunConfig.from_params(**params)
+
+
+# --------------------------------------------------------------------------------------------
+# Independent reads: pyiceberg on the tables, no lib.dashboard
+
+
+def arrays_daily(warehouse: Path, symbol: str) -> pd.DataFrame:
+    """date, close, volume of `symbol` straight from the monthly arrays (day i + 1 of the month at index i)."""
+    from pyiceberg.expressions import EqualTo
+
+    from lib.catalog import pyiceberg_catalog
+
+    table = pyiceberg_catalog(config_for(warehouse)).load_table("stocks.monthly_stock_prices")
+    rows = table.scan(row_filter=EqualTo("symbol", symbol)).to_pandas()
+    values: dict[tuple[dt.date, str], float] = {}
+    for row in rows.itertuples():
+        for i, value in enumerate(row.metric_array):
+            if value is not None and not np.isnan(value):
+                values[(row.month_start + dt.timedelta(days=i), row.metric_name)] = value
+    frame = pd.Series(values).unstack()
+    return frame[frame["close"].notna()].rename_axis("date").reset_index().sort_values("date").reset_index(drop=True)
+
+
+def most_traded(warehouse: Path) -> str:
+    from pyiceberg.expressions import EqualTo
+
+    from lib.catalog import pyiceberg_catalog
+
+    table = pyiceberg_catalog(config_for(warehouse)).load_table("stocks.monthly_stock_prices")
+    volumes = table.scan(row_filter=EqualTo("metric_name", "volume")).to_pandas()
+    latest = volumes[volumes["month_start"] == volumes["month_start"].max()]
+    totals = {r.symbol: np.nansum(np.asarray(r.metric_array, dtype="float64")) for r in latest.itertuples()}
+    return max(totals, key=totals.get)
+
+
+def append_rows(warehouse: Path, name: str, rows: list[dict]) -> None:
+    import pyarrow as pa
+
+    from lib.catalog import pyiceberg_catalog
+
+    table = pyiceberg_catalog(config_for(warehouse)).load_table(f"stocks.{name}")
+    schema = table.schema().as_arrow()
+    table.append(pa.Table.from_pylist(rows, schema=schema))
+
+
+# --------------------------------------------------------------------------------------------
+# The module's warehouse and server
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    """A warehouse from a small pipeline run, plus the analysis rows of one symbol; yields (warehouse, symbol)."""
+    root = tmp_path_factory.mktemp("dashboard")
+    warehouse = root / "warehouse"
+    env = {k: v for k, v in os.environ.items() if k not in ("POLYGON_API_KEY", "MASSIVE_API_KEY")}
+    run = subprocess.run(
+        [sys.executable, "-m", "lib.run", "-f", "params/local.yaml", "--ds", DS.isoformat(), "--start-ds", START_DS.isoformat(),
+         "-p", "warehouse", str(warehouse), "-p", "simulator_tickers", str(TICKERS), "--runs-root", str(root / "runs"),
+         "--notebooks", "01_ingest", "02_monthly_rollup", "03_quality"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    default = most_traded(warehouse)
+    from lib.catalog import pyiceberg_catalog
+
+    tickers = pyiceberg_catalog(config_for(warehouse)).load_table("stocks.stock_tickers").scan().to_pandas()
+    symbol = sorted(set(tickers["ticker"]) - {default})[1]
+    daily = arrays_daily(warehouse, symbol)
+    append_rows(warehouse, "corporate_actions", [{
+        "symbol": symbol, "action_type": "split", "ex_date": SPLIT_EX_DATE, "split_from": 1.0, "split_to": 2.0,
+        "source_id": "test-split-1", "first_seen_ds": DS, "last_seen_ds": DS,
+    }])  # fmt: skip
+    # Indicator values need not be TA-Lib's here: the page only draws what the table holds. Bands around the
+    # split-adjusted closes, as the table holds them.
+    closes = daily["close"].to_numpy()
+    adjusted = np.where(daily["date"] < SPLIT_EX_DATE, closes / 2, closes)
+    append_rows(warehouse, "technical_indicators", [
+        {"symbol": symbol, "date": d, "rsi_14": 50.0 + 10 * np.sin(i / 3), "macd": 0.1 * np.sin(i / 5), "macd_signal": 0.0,
+         "macd_hist": 0.1 * np.sin(i / 5), "bb_upper": c * 1.05, "bb_middle": c, "bb_lower": c * 0.95, "atr_14": 1.0, "obv": 0.0}
+        for i, (d, c) in enumerate(zip(daily["date"], adjusted, strict=True))
+    ])  # fmt: skip
+    flagged = daily["date"].iloc[10]
+    append_rows(warehouse, "anomalies", [
+        {"ds": DS, "symbol": symbol, "date": flagged, "kind": "volume", "value": 1e7, "score": 4.2, "threshold": 3.5}
+    ])  # fmt: skip
+    append_rows(warehouse, "trend_summary", [{
+        "ds": DS, "symbol": symbol, "adjust": "total_return", "start_date": START_DS, "end_date": DS, "bars": len(daily),
+        "first_close": float(closes[0]), "last_close": float(closes[-1]), "total_return": 0.1234,
+        "annualized_volatility": 0.25, "max_drawdown": -0.08,
+    }])  # fmt: skip
+    return {"warehouse": warehouse, "symbol": symbol, "default": default, "daily": daily, "anomaly_date": flagged}
+
+
+def start_dashboard(warehouse: Path, log: Path):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lib.dashboard", "-f", "params/local.yaml", "-p", "warehouse", str(warehouse),
+         "--port", str(port)],
+        cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        assert server.poll() is None, log.read_text()[-3000:]
+        if f"open {base}" in log.read_text():
+            return server, base
+        assert time.monotonic() < deadline, "the dashboard did not print its address within 90 s:\n" + log.read_text()
+        time.sleep(0.2)
+
+
+def stop(server) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def dashboard(lake, tmp_path_factory):
+    log = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
+    server, base = start_dashboard(lake["warehouse"], log)
+    yield base
+    stop(server)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; any console error or page error fails the test. `page.allowed` lists text to let through."""
+    context = browser.new_context(viewport={"width": 1300, "height": 1100})
+    opened = context.new_page()
+    opened.errors, opened.allowed = [], []
+    opened.on("console", lambda m: opened.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    opened.on("pageerror", lambda e: opened.errors.append(f"page error: {e}"))
+    yield opened
+    errors = [e for e in opened.errors if not any(a in e for a in opened.allowed)]
+    context.close()
+    assert not errors, errors
+
+
+def shown(page) -> dict:
+    page.wait_for_selector("#chart[data-ready=true]", timeout=15_000)
+    last = page.get_by_test_id("last-close")
+    return {
+        "symbol": page.get_by_test_id("symbol").inner_text(), "last_close": last.inner_text(),
+        "last_close_value": float(last.get_attribute("data-value")), "bars": int(page.get_by_test_id("bar-count").inner_text()),
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# In the browser
+
+
+@e2e
+def test_default_view_opens_the_most_traded_symbol_over_the_data(page, dashboard, lake):
+    started = time.monotonic()
+    page.goto(dashboard)
+    view = shown(page)
+    elapsed = time.monotonic() - started
+    daily = arrays_daily(lake["warehouse"], lake["default"])
+    assert view["symbol"] == lake["default"]
+    assert view["bars"] == len(daily)  # the default span (~6 months) covers the two months of data
+    assert view["last_close_value"] == pytest.approx(daily["close"].iloc[-1])
+    assert view["last_close"] == f"{daily['close'].iloc[-1]:.2f}"
+    assert page.get_by_test_id("quality-summary").inner_text().startswith(f"run of {DS}")
+    assert page.locator("[data-testid=quality] td.pass").count() >= 4
+    assert page.get_by_test_id("missing-days").get_attribute("data-count") == "0"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "default.png"), full_page=True)
+    assert elapsed < 10, f"the first view took {elapsed:.1f} s"
+
+
+@e2e
+def test_pick_a_symbol_change_span_and_adjustment(page, dashboard, lake):
+    symbol, daily = lake["symbol"], lake["daily"]
+    page.goto(dashboard)
+    shown(page)
+    with page.expect_navigation():
+        page.get_by_test_id("symbol-picker").fill(symbol.lower())  # the picker takes any case
+        page.keyboard.press("Tab")
+    view = shown(page)
+    assert view["symbol"] == symbol and f"symbol={symbol}" in page.url
+    # The whole span holds the split's ex-date: bars after it are as traded, the split is marked and listed.
+    assert view["bars"] == len(daily)
+    assert view["last_close_value"] == pytest.approx(daily["close"].iloc[-1])
+    assert "split 2:1" in page.get_by_test_id("actions").inner_text()
+    shapes = page.evaluate("document.getElementById('chart').layout.shapes.map(s => s.name || '')")
+    marks = [s for s in shapes if s.startswith("action")]
+    assert marks == ["action test-split-1"]
+    assert page.evaluate("Boolean(document.getElementById('chart').layout.yaxis4)")  # RSI and MACD panels
+    assert str(lake["anomaly_date"]) in page.get_by_test_id("anomalies").inner_text()
+    assert "12.34%" in page.get_by_test_id("trend").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "picked.png"), full_page=True)
+
+    # A span that ends before the ex-date: every bar takes the split, close times 1/2.
+    start, end = dt.date(2024, 1, 16), dt.date(2024, 2, 9)
+    page.get_by_test_id("start").fill(start.isoformat())
+    page.get_by_test_id("end").fill(end.isoformat())
+    with page.expect_navigation():
+        page.get_by_test_id("show").click()
+    in_span = daily[(daily["date"] >= start) & (daily["date"] <= end)]
+    view = shown(page)
+    assert f"start={start}" in page.url and f"end={end}" in page.url
+    assert view["bars"] == len(in_span)
+    assert view["last_close_value"] == pytest.approx(in_span["close"].iloc[-1] / 2)
+    assert page.get_by_test_id("actions").inner_text() == "none in the span"
+
+    with page.expect_navigation():
+        page.get_by_test_id("adjust").select_option("raw")
+    view = shown(page)
+    assert "adjust=raw" in page.url and f"start={start}" in page.url
+    assert view["last_close_value"] == pytest.approx(in_span["close"].iloc[-1])
+    # The Bollinger bands are on the split-adjusted series: not drawn over raw prices.
+    names = page.evaluate("document.getElementById('chart').data.map(t => t.name)")
+    assert "Bollinger upper" not in names and "MA 20" in names
+    page.screenshot(path=str(ARTIFACTS / "raw-span.png"), full_page=True)
+
+
+@e2e
+def test_the_url_is_the_state(page, dashboard, lake):
+    symbol = lake["symbol"]
+    page.goto(f"{dashboard}?symbol={symbol}&start=2024-02-01&end=2024-02-29&adjust=total_return")
+    view = shown(page)
+    daily = lake["daily"]
+    february = daily[(daily["date"] >= dt.date(2024, 2, 1)) & (daily["date"] <= dt.date(2024, 2, 29))]
+    assert view["symbol"] == symbol and view["bars"] == len(february)
+    assert page.get_by_test_id("adjust").input_value() == "total_return"
+    assert page.get_by_test_id("start").input_value() == "2024-02-01"
+    api = requests.get(f"{dashboard}api/view", params={"symbol": symbol, "start": "2024-02-01", "end": "2024-02-29"}, timeout=30)
+    assert api.json()["bars"] == len(february) and api.json()["actions"] == 1
+
+
+@e2e
+@pytest.mark.parametrize(
+    "query, says",
+    [
+        ("symbol=NOSUCH", "unknown symbol 'NOSUCH'"),
+        ("start=2024-03-01&end=2024-02-01", "start (2024-03-01) is after end (2024-02-01)"),
+        ("start=2024-13-45", "start must be a date YYYY-MM-DD, got '2024-13-45'"),
+        ("adjust=dividends", "adjust must be one of raw, split, total_return, got 'dividends'"),
+    ],
+)
+def test_bad_url_input_gets_a_clear_message(page, dashboard, query, says):
+    page.allowed.append("status of 400")  # Chromium logs the page's own 400 status as a console error
+    response = page.goto(f"{dashboard}?{query}")
+    assert response.status == 400
+    message = page.get_by_test_id("error")
+    assert says in message.inner_text()
+    assert "Traceback" not in page.content()
+    assert page.get_by_test_id("symbol-picker").is_visible()  # the controls stay, to fix the view
+
+
+@e2e
+def test_missing_warehouse_says_run_make_run(page, tmp_path):
+    server, base = start_dashboard(tmp_path / "no-warehouse", tmp_path / "dashboard.log")
+    try:
+        page.allowed.append("status of 503")
+        response = page.goto(base)
+        assert response.status == 503
+        assert "run `make run` first" in page.get_by_test_id("error").inner_text()
+    finally:
+        stop(server)
+
+
+# --------------------------------------------------------------------------------------------
+# Without a browser or a pipeline: the data layer and the page on hand-made frames
+
+
+def test_moving_averages_are_means_of_the_last_closes():
+    from lib.dashboard.data import with_moving_averages
+
+    bars = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=4).date, "close": [1.0, 2.0, 3.0, 6.0]})
+    result = with_moving_averages(bars, windows=(2, 3))
+    assert result["ma_2"].tolist()[1:] == [1.5, 2.5, 4.5] and np.isnan(result["ma_2"].iloc[0])
+    assert result["ma_3"].tolist()[2:] == [2.0, 11 / 3]
+    assert "ma_2" not in bars  # a new frame
+
+
+def test_missing_days_are_trading_days_without_a_close():
+    from lib.dashboard.data import missing_days
+
+    # 2024-01-15 is Martin Luther King Jr. Day: no session, so not missing.
+    bars = pd.DataFrame({"date": [dt.date(2024, 1, 12), dt.date(2024, 1, 16), dt.date(2024, 1, 17)], "close": [1.0, None, 2.0]})
+    assert missing_days(bars, dt.date(2024, 1, 11), dt.date(2024, 1, 18)) == [
+        dt.date(2024, 1, 11), dt.date(2024, 1, 16), dt.date(2024, 1, 18)
+    ]  # fmt: skip
+    assert missing_days(bars, dt.date(2024, 1, 18), dt.date(2024, 1, 11)) == []
+
+
+def test_missing_warehouse_is_a_clear_error(tmp_path):
+    from lib.dashboard.data import Lake, WarehouseMissingError
+    from lib.dashboard.server import page_response
+
+    lake = Lake(config_for(tmp_path / "nowhere"))
+    with pytest.raises(WarehouseMissingError, match="run `make run` first"):
+        lake.universe()
+    status, body = page_response(lake, {})
+    assert status == 503 and "make run" in body and not (tmp_path / "nowhere" / "catalog.db").exists()
+
+
+def test_page_of_a_hand_made_view():
+    from lib.dashboard.data import QUALITY_COLUMNS, TREND_COLUMNS, Universe, View, ViewRequest, _empty
+    from lib.dashboard.page import figure, render_view
+
+    days = [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
+    bars = pd.DataFrame({"symbol": "ABC", "date": days, "open": [10.0, 11.0], "high": [11.0, 12.0], "low": [9.0, 10.0],
+                         "close": [10.5, 0.123456], "volume": [100.0, 200.0], "vwap": [10.2, 11.1],
+                         "ma_20": [None, None], "ma_50": [None, None]})  # fmt: skip
+    actions = pd.DataFrame([{"action_type": "dividend", "ex_date": days[1], "split_from": None, "split_to": None,
+                             "cash_amount": 0.25, "currency": "USD", "pay_date": None, "source_id": "d1"}])  # fmt: skip
+    universe = Universe(pd.DataFrame({"ticker": ["ABC"], "name": ["<ABC & Co>"]}), days[0], days[1], "ABC", 1)
+    request = ViewRequest("ABC", days[0], days[1], "total_return")
+    view = View(request, bars, _empty(["symbol", "date"]), _empty(["date", "kind", "value", "score", "threshold"]), actions,
+                _empty(TREND_COLUMNS), _empty(QUALITY_COLUMNS), [],
+                ["trend_summary: no such table in this warehouse yet"])  # fmt: skip
+    html = render_view(universe, view)
+    assert 'data-testid="last-close" data-value="0.123456">0.1235<' in html
+    assert "&lt;ABC &amp; Co&gt;" in html and "<ABC & Co>" not in html
+    assert "dividend 0.25 USD" in html and "no such table" in html
+    spec = figure(view)
+    assert [t["name"] for t in spec["data"]] == ["ABC", "MA 20", "MA 50", "volume"]  # no indicator panels
+    assert spec["data"][1]["y"] == [None, None] and spec["layout"]["shapes"][0]["x0"] == "2024-01-03"
