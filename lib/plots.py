@@ -553,3 +553,133 @@ def _coverage_grid(frame: pd.DataFrame, title: str) -> Figure:
         frameon=False,
     )
     return fig
+
+
+# --------------------------------------------------------------------------------------------- indicators, anomalies, forecasts
+
+
+def indicator_panels(df: pd.DataFrame, max_symbols: int = 4) -> Figure:
+    """One column per symbol: close with Bollinger bands, MACD with signal and histogram, RSI with 30/70 lines.
+
+    Needs `symbol`, `date`, `close`, `bb_upper`, `bb_middle`, `bb_lower`, `macd`, `macd_signal`, `macd_hist`, `rsi_14`.
+    """
+    title = "Bollinger bands (20, 2), MACD (12, 26, 9) and RSI (14)"
+    if df.empty:
+        return _no_data_figure(title)
+    _require_columns(df, ["symbol", "date", "close", "bb_upper", "bb_middle", "bb_lower", "macd", "macd_signal",
+                          "macd_hist", "rsi_14"], "indicator_panels")  # fmt: skip
+    symbols = _symbols(df, max_symbols)
+    fig = _figure((max(REPORT_SIZE[0], 4 * len(symbols)), 8))
+    fig.suptitle(title)
+    grid = fig.subplots(3, len(symbols), sharex="col", squeeze=False, height_ratios=[2, 1, 1])
+    for col, symbol in enumerate(symbols):
+        rows = df[df["symbol"] == symbol].sort_values("date")
+        dates = _as_dates(rows["date"])
+        price, macd, rsi = grid[0][col], grid[1][col], grid[2][col]
+        price.fill_between(dates, rows["bb_lower"].astype(float), rows["bb_upper"].astype(float), color="steelblue",
+                           alpha=0.15, linewidth=0, label="Bollinger band")  # fmt: skip
+        price.plot(dates, rows["bb_middle"], color="steelblue", linewidth=0.8, linestyle="--", label="SMA 20")
+        price.plot(dates, rows["close"], color="black", linewidth=1.0, label="close")
+        price.set_title(symbol)
+        price.set_ylabel("Price (split-adjusted)")
+        hist = rows["macd_hist"].astype(float)
+        macd.bar(dates, hist, color=np.where(hist >= 0, GAIN_GREEN, LOSS_RED), width=1.0, alpha=0.5, label="histogram")
+        macd.plot(dates, rows["macd"], color="black", linewidth=0.8, label="MACD")
+        macd.plot(dates, rows["macd_signal"], color=WARN_AMBER, linewidth=0.8, label="signal")
+        macd.set_ylabel("MACD")
+        rsi.plot(dates, rows["rsi_14"], color="purple", linewidth=0.8, label="RSI 14")
+        for level in (30, 70):
+            rsi.axhline(level, color="grey", linewidth=0.6, linestyle=":")
+        rsi.set_ylim(0, 100)
+        rsi.set_ylabel("RSI")
+        rsi.set_xlabel("Date")
+        _format_date_axis(rsi)
+    for row in grid:
+        handles, labels = row[0].get_legend_handles_labels()
+        row[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+    return fig
+
+
+def anomalies_chart(df: pd.DataFrame) -> Figure:
+    """The flagged days of a span: robust z-score by date, one panel per kind, labelled by symbol.
+
+    Needs `symbol`, `date`, `kind`, `score`, `threshold` (the anomalies table).
+    """
+    title = "Anomalies: robust z-score of the flagged days"
+    if df.empty:
+        return _no_data_figure(title)
+    _require_columns(df, ["symbol", "date", "kind", "score", "threshold"], "anomalies_chart")
+    kinds = sorted(df["kind"].unique())
+    fig = _figure()
+    fig.suptitle(title)
+    for ax, kind in zip(_grid_axes(fig, len(kinds)), kinds, strict=True):
+        rows = df[df["kind"] == kind]
+        dates = _as_dates(rows["date"])
+        ax.scatter(dates, rows["score"], color=np.where(rows["score"] >= 0, GAIN_GREEN, LOSS_RED), s=25, zorder=3)
+        for threshold in rows["threshold"].unique():
+            ax.axhline(threshold, color="grey", linewidth=0.6, linestyle=":")
+            ax.axhline(-threshold, color="grey", linewidth=0.6, linestyle=":")
+        for date, score, symbol in zip(dates, rows["score"], rows["symbol"], strict=True):
+            ax.annotate(symbol, (date, score), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(f"{kind} ({len(rows)} days)")
+        ax.set_xlabel("Date")
+        ax.set_ylabel("Robust z-score")
+        _format_date_axis(ax)
+    return fig
+
+
+def forecasts_vs_actuals(closes: pd.DataFrame, forecasts: pd.DataFrame, horizon: int = 1, max_symbols: int = 4) -> Figure:
+    """Small multiples, one per symbol: the actual close and each model's forecast of it `horizon` days ahead.
+
+    `closes` needs `symbol`, `date`, `close`; `forecasts` the forecasts table's `symbol`, `model`, `horizon`,
+    `target_date`, `predicted_close`.
+    """
+    title = f"Forecasts {horizon} trading day(s) ahead vs the actual close"
+    chosen = forecasts[forecasts["horizon"] == horizon] if not forecasts.empty else forecasts
+    if chosen.empty or closes.empty:
+        return _no_data_figure(title)
+    _require_columns(closes, ["symbol", "date", "close"], "forecasts_vs_actuals")
+    _require_columns(chosen, ["symbol", "model", "horizon", "target_date", "predicted_close"], "forecasts_vs_actuals")
+    symbols = _symbols(chosen, max_symbols)
+    fig = _figure()
+    fig.suptitle(title)
+    for ax, symbol in zip(_grid_axes(fig, len(symbols), max_cols=2), symbols, strict=True):
+        actual = closes[closes["symbol"] == symbol].sort_values("date")
+        ax.plot(_as_dates(actual["date"]), actual["close"], color="black", linewidth=1.2, label="actual")
+        for model, rows in chosen[chosen["symbol"] == symbol].groupby("model"):
+            rows = rows.sort_values("target_date")
+            ax.plot(_as_dates(rows["target_date"]), rows["predicted_close"], linewidth=0.9, marker=".", label=model)
+        ax.set_title(symbol)
+        ax.set_xlabel("Target date")
+        ax.set_ylabel("Close")
+        _format_date_axis(ax)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+    return fig
+
+
+def forecast_error_by_horizon(metrics: pd.DataFrame) -> Figure:
+    """MAE by horizon per model (left) and skill vs naive (right, above 0 beats naive).
+
+    Needs `model`, `horizon`, `mae`, `skill_vs_naive` (the forecast_metrics table of one ds).
+    """
+    title = "Out-of-sample error by horizon"
+    if metrics.empty:
+        return _no_data_figure(title)
+    _require_columns(metrics, ["model", "horizon", "mae", "skill_vs_naive"], "forecast_error_by_horizon")
+    fig = _figure()
+    fig.suptitle(title)
+    error_ax, skill_ax = fig.subplots(1, 2)
+    for model, rows in metrics.sort_values("horizon").groupby("model"):
+        error_ax.plot(rows["horizon"], rows["mae"], marker="o", label=model)
+        skill_ax.plot(rows["horizon"], rows["skill_vs_naive"], marker="o", label=model)
+    error_ax.set_xlabel("Horizon (trading days)")
+    error_ax.set_ylabel("MAE (price units)")
+    skill_ax.axhline(0, color="grey", linewidth=0.8)
+    skill_ax.set_xlabel("Horizon (trading days)")
+    skill_ax.set_ylabel("Skill vs naive: 1 - MAE / MAE(naive)")
+    skill_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    for ax in (error_ax, skill_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_outside(skill_ax)
+    return fig

@@ -22,7 +22,7 @@ from lib.errors import WorkspaceError
 from lib.secrets import env_api_key
 from lib.trading_days import trading_days
 
-NOTEBOOKS = ("01_ingest", "02_monthly_rollup", "03_quality", "04_trends")
+NOTEBOOKS = ("01_ingest", "02_monthly_rollup", "03_quality", "04_trends", "05_forecast")
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO / "notebooks"
 MASSIVE_URL = "https://api.massive.com"  # Massive, formerly Polygon.io (https://api.polygon.io still answers)

@@ -475,6 +475,177 @@ def run_trends(
         top_movers=trends.top_movers(all_monthly_returns, n=5).toPandas(),
         max_drawdown=trends.max_drawdown(chosen).orderBy("max_drawdown").toPandas(),
         correlations=trends.return_correlations(chosen, symbols),
+        adjust=config.adjust,
     )
+    summary = (
+        trends.trend_summary(daily)
+        .withColumn("ds", F.lit(config.ds))
+        .withColumn("adjust", F.lit(config.adjust))
+        .select(*catalog.SCHEMAS["trend_summary"].names)
+    )
+    catalog.replace_rows(spark, config, "trend_summary", summary, "ds", config.ds, config.ds)
+    report.summary_table = summary.filter(F.col("symbol").isin(symbols)).orderBy("symbol").toPandas()
     daily.unpersist()
     return report
+
+
+# --------------------------------------------------------------------------------------------- analysis tables
+
+
+def adjusted_history(
+    spark: SparkSession, config: RunConfig, adjust: str, start: dt.date | None = None, symbols: list[str] | None = None
+) -> DataFrame:
+    """stock_prices from `start` (default: the first bar) through ds, bars with a close only, adjusted as lib.prices
+    does with the actions known by ds (`adjust`: raw, split or total_return; volume divided by the split factor)."""
+    from lib import prices
+
+    daily = catalog.read_table(spark, config, "stock_prices").filter(
+        (F.col("date") <= F.lit(config.ds)) & F.col("close").isNotNull()
+    )
+    if start is not None:
+        daily = daily.filter(F.col("date") >= F.lit(start))
+    if symbols is not None:
+        daily = daily.filter(F.col("symbol").isin(list(symbols)))
+    return prices.adjust_frame(daily, _corporate_actions(spark, config), adjust, as_of=config.ds)
+
+
+@dataclasses.dataclass
+class IndicatorsReport:
+    rows: int
+    symbols: int
+    seconds: float
+
+    def summary(self) -> str:
+        return f"technical_indicators: {self.rows:,} rows for {self.symbols:,} symbols in {self.seconds:.1f}s"
+
+
+def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
+    """technical_indicators for the span's trading days, from each symbol's whole split-adjusted history (idempotent).
+
+    The recursions (Wilder, EMA) start at a symbol's first stored bar, so a day's values do not depend on the
+    span that computed them: a daily run and a backfill write the same numbers.
+    """
+    from lib import indicators
+
+    started = time.monotonic()
+    catalog.ensure_tables(spark, config)
+    require_inputs(spark, config, "indicators", ("stock_prices",))
+    values = indicators.technical_indicators(adjusted_history(spark, config, "split")).filter(
+        F.col("date").between(F.lit(config.start_ds), F.lit(config.ds))
+    )
+    catalog.replace_rows(spark, config, "technical_indicators", values, "date", config.start_ds, config.ds)
+    written = span_table(spark, config, "technical_indicators")
+    return IndicatorsReport(written.count(), written.select("symbol").distinct().count(), time.monotonic() - started)
+
+
+@dataclasses.dataclass
+class AnomaliesReport:
+    anomalies: pd.DataFrame  # the span's rows of the anomalies table
+    seconds: float
+
+    def summary(self) -> str:
+        counts = self.anomalies["kind"].value_counts().to_dict() if len(self.anomalies) else {}
+        return f"{len(self.anomalies)} anomalies {counts} in {self.seconds:.1f}s"
+
+
+def run_anomalies(
+    spark: SparkSession, config: RunConfig, thresholds: dict[str, float] | None = None, window: int | None = None
+) -> AnomaliesReport:
+    """Flag the span's return, gap and volume anomalies on the total-return series into `anomalies` (idempotent).
+
+    `thresholds` ({"return": 5.0, ...}, |robust z| above which a day is flagged) and `window` (trailing bars)
+    default to lib.anomalies.DEFAULT_THRESHOLDS and DEFAULT_WINDOW.
+    """
+    from lib import anomalies
+
+    started = time.monotonic()
+    window = window or anomalies.DEFAULT_WINDOW
+    catalog.ensure_tables(spark, config)
+    require_inputs(spark, config, "anomalies", ("stock_prices",))
+    # `window` trading bars before start_ds, and a margin for holidays and missing bars.
+    history = adjusted_history(spark, config, "total_return", start=config.start_ds - dt.timedelta(days=2 * window + 30))
+    flagged = (
+        anomalies.flag(anomalies.robust_scores(history, window=window), thresholds)
+        .filter(F.col("date").between(F.lit(config.start_ds), F.lit(config.ds)))
+        .withColumn("ds", F.lit(config.ds))
+    )
+    catalog.replace_rows(spark, config, "anomalies", flagged, "date", config.start_ds, config.ds)
+    stored = span_table(spark, config, "anomalies").orderBy("date", "symbol", "kind").toPandas()
+    return AnomaliesReport(stored, time.monotonic() - started)
+
+
+@dataclasses.dataclass
+class ForecastReport:
+    symbols: list[str]
+    forecasts: pd.DataFrame  # this run's forecasts table rows
+    metrics: pd.DataFrame  # this ds's forecast_metrics rows
+    closes: pd.DataFrame  # symbol, date, close: the forecast series over the span and a little before
+    seconds: float
+
+    def beats_naive(self) -> pd.DataFrame:
+        """model, horizon, skill_vs_naive for the models whose MAE is below naive's."""
+        scored = self.metrics[(self.metrics["model"] != "naive") & (self.metrics["skill_vs_naive"] > 0)]
+        return scored[["model", "horizon", "n", "skill_vs_naive"]].sort_values(["model", "horizon"])
+
+    def summary(self) -> str:
+        known = int(self.forecasts["actual_close"].notna().sum()) if len(self.forecasts) else 0
+        winners = self.beats_naive()
+        verdict = (
+            "no model beats naive out of sample"
+            if winners.empty
+            else "beats naive (MAE) out of sample: "
+            + ", ".join(f"{r.model} h={r.horizon} ({r.skill_vs_naive:+.1%})" for r in winners.itertuples())
+        )
+        return (
+            f"{len(self.forecasts):,} forecasts for {len(self.symbols)} symbols, {known:,} with a known actual; "
+            f"{verdict} ({self.seconds:.1f}s)"
+        )
+
+
+def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
+    """Walk-forward forecasts for the origins of start_ds..ds at horizons 1..horizon_days, and their scores.
+
+    The series is the one 04_trends analyses (config.adjust, actions known by ds); symbols are config.symbols or
+    the top_n by dollar volume over the span. Writes `forecasts` (replacing origins start_ds..ds) and this ds's
+    `forecast_metrics`, computed from the forecasts just written whose actual is known.
+    """
+    from lib import forecast, trends
+
+    started = time.monotonic()
+    catalog.ensure_tables(spark, config)
+    require_inputs(spark, config, "05_forecast", ("stock_prices",))
+    symbols = list(config.symbols) or trends.top_symbols_by_dollar_volume(span_table(spark, config, "stock_prices"),
+                                                                          config.top_n)  # fmt: skip
+    series = adjusted_history(spark, config, config.adjust, symbols=symbols).cache()
+    predicted = forecast.walk_forward(spark, series, config.start_ds, config.ds, config.horizon_days)
+    rows = forecast.with_actuals(predicted, series, config.ds).withColumn("ds", F.lit(config.ds))
+    catalog.replace_rows(spark, config, "forecasts", rows, "origin_date", config.start_ds, config.ds)
+    written = span_table(spark, config, "forecasts", column="origin_date").filter(F.col("ds") == F.lit(config.ds))
+    scores = forecast.metrics(written).withColumn("ds", F.lit(config.ds))
+    catalog.replace_rows(spark, config, "forecast_metrics", scores, "ds", config.ds, config.ds)
+    closes = (
+        series.filter(F.col("date") >= F.lit(config.start_ds - dt.timedelta(days=45)))
+        .select("symbol", "date", "close")
+        .orderBy("symbol", "date")
+        .toPandas()
+    )
+    report = ForecastReport(
+        symbols=symbols,
+        forecasts=written.orderBy("symbol", "model", "origin_date", "horizon").toPandas(),
+        metrics=span_table(spark, config, "forecast_metrics", column="ds", start=config.ds)
+        .orderBy("model", "horizon")
+        .toPandas(),
+        closes=closes,
+        seconds=time.monotonic() - started,
+    )
+    series.unpersist()
+    return report
+
+
+def indicator_sample(spark: SparkSession, config: RunConfig, symbols: list[str], start: dt.date | None = None) -> pd.DataFrame:
+    """symbol, date, the split-adjusted close and the stored technical_indicators of `symbols` over start..ds
+    (start defaults to start_ds): the frame plots.indicator_panels draws."""
+    start = start or config.start_ds
+    closes = adjusted_history(spark, config, "split", start=start, symbols=symbols).select("symbol", "date", "close")
+    stored = span_table(spark, config, "technical_indicators", start=start).filter(F.col("symbol").isin(list(symbols)))
+    return closes.join(stored, ["symbol", "date"]).orderBy("symbol", "date").toPandas()

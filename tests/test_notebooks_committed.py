@@ -10,8 +10,8 @@ NOTEBOOKS = sorted(Path("notebooks").glob("*.ipynb"))
 COMMON = {"ds", "start_ds", "env", "warehouse", "catalog", "namespace", "api_base_url", "strategy", "run_dir"}
 
 
-def test_the_four_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01_ingest", "02_monthly_rollup", "03_quality", "04_trends"]
+def test_the_pipeline_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == ["01_ingest", "02_monthly_rollup", "03_quality", "04_trends", "05_forecast"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

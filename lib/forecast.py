@@ -1,0 +1,165 @@
+"""Walk-forward close forecasts (naive, drift, a linear model on lagged returns) and their out-of-sample scores.
+
+Honesty rules: a forecast made at origin t reads only bars up to t, the linear model of t is fitted only on
+samples whose target is known by the last trading day before t's month (so it is refitted once a month, and the
+same origin gets the same model whatever the span or the warehouse's last day), and the scores only count
+forecasts whose actual close is known.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lib.indicators import technical_indicators
+from lib.trading_days import trading_days
+
+MODELS = ("naive", "drift", "linear")
+FEATURES = ("ret_1", "ret_5", "ret_20", "vol_20", "rsi_14", "horizon")
+TRAINING_YEARS = 3  # history the linear model learns from, before its cutoff
+REG_PARAM = 1e-3
+
+
+def features(series: DataFrame) -> DataFrame:
+    """Per bar: close, bar number `i`, the drift per day so far, and the linear model's FEATURES but horizon.
+
+    Needs symbol, date, high, low, close, volume (adjusted, one row per symbol and date, no null close). Every
+    value of a bar depends only on that bar and the ones before it.
+    """
+    by_date = Window.partitionBy("symbol").orderBy("date")
+    log_close = F.log("close")
+    first_close = F.first("close").over(by_date.rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    bars = series.select(
+        "symbol",
+        "date",
+        "close",
+        (F.row_number().over(by_date) - 1).alias("i"),
+        (log_close - F.lag(log_close, 1).over(by_date)).alias("ret_1"),
+        (log_close - F.lag(log_close, 5).over(by_date)).alias("ret_5"),
+        (log_close - F.lag(log_close, 20).over(by_date)).alias("ret_20"),
+        first_close.alias("first_close"),
+    )
+    bars = bars.withColumn("vol_20", F.stddev_samp("ret_1").over(by_date.rowsBetween(-19, Window.currentRow)))
+    bars = bars.withColumn("drift_per_day", F.when(F.col("i") > 0, (F.col("close") - F.col("first_close")) / F.col("i")))
+    rsi = technical_indicators(series).select("symbol", "date", "rsi_14")
+    return bars.join(rsi, ["symbol", "date"]).drop("first_close")
+
+
+def model_cutoff(origin: dt.date) -> dt.date:
+    """The last day whose outcome the linear model of `origin` may learn from: the day before origin's month."""
+    return origin.replace(day=1) - dt.timedelta(days=1)
+
+
+def target_dates(origins: list[dt.date], horizon_days: int) -> list[tuple[dt.date, int, dt.date]]:
+    """(origin_date, horizon, target_date) with target_date `horizon` NYSE sessions after origin_date."""
+    rows = []
+    for origin in origins:
+        after = trading_days(origin + dt.timedelta(days=1), origin + dt.timedelta(days=2 * horizon_days + 14))
+        rows.extend((origin, h, after[h - 1]) for h in range(1, horizon_days + 1))
+    return rows
+
+
+def _training_samples(bars: DataFrame, horizon_days: int, cutoff: dt.date) -> DataFrame:
+    """Samples (features at s, label = mean daily log return from s to s + h bars) with the target on or before cutoff."""
+    by_date = Window.partitionBy("symbol").orderBy("date")
+    start = cutoff - dt.timedelta(days=365 * TRAINING_YEARS)
+    samples = []
+    for h in range(1, horizon_days + 1):
+        labelled = bars.select(
+            "*",
+            F.lit(h).alias("horizon"),
+            F.lead("date", h).over(by_date).alias("target_date"),
+            ((F.log(F.lead("close", h).over(by_date)) - F.log("close")) / h).alias("label"),
+        )
+        samples.append(labelled.filter((F.col("target_date") <= F.lit(cutoff)) & (F.col("date") >= F.lit(start))))
+    result = samples[0]
+    for more in samples[1:]:
+        result = result.unionByName(more)
+    return result.dropna(subset=[*FEATURES, "label"])
+
+
+def walk_forward(spark: SparkSession, series: DataFrame, start: dt.date, end: dt.date, horizon_days: int) -> DataFrame:
+    """Forecasts (symbol, model, origin_date, target_date, horizon, predicted_close) for origins start..end.
+
+    The origins are the NYSE sessions of start..end on which a symbol has a bar; `series` as for `features`,
+    ending at or after `end` (bars after an origin are never read for its forecast).
+    """
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.regression import LinearRegression
+
+    bars = features(series).cache()
+    origins = trading_days(start, end)
+    if not origins:
+        return spark.createDataFrame([], "symbol string, model string, origin_date date, target_date date, "
+                                         "horizon int, predicted_close double")  # fmt: skip
+    targets = spark.createDataFrame(target_dates(origins, horizon_days), "origin_date date, horizon int, target_date date")
+    at_origin = bars.filter(F.col("date").between(F.lit(start), F.lit(end))).withColumnRenamed("date", "origin_date")
+    grid = at_origin.join(F.broadcast(targets), "origin_date")
+    naive = grid.select("symbol", F.lit("naive").alias("model"), "origin_date", "target_date", "horizon",
+                        F.col("close").alias("predicted_close"))  # fmt: skip
+    drift = grid.filter(F.col("drift_per_day").isNotNull()).select(
+        "symbol", F.lit("drift").alias("model"), "origin_date", "target_date", "horizon",
+        (F.col("close") + F.col("drift_per_day") * F.col("horizon")).alias("predicted_close"),
+    )  # fmt: skip
+
+    assembler = VectorAssembler(inputCols=list(FEATURES), outputCol="features")
+    linear_parts = []
+    for cutoff in sorted({model_cutoff(origin) for origin in origins}):
+        training = _training_samples(bars, horizon_days, cutoff)
+        if training.limit(2).count() < 2:
+            continue
+        # The normal-equation solver is deterministic: the same samples give the same coefficients.
+        model = LinearRegression(featuresCol="features", labelCol="label", regParam=REG_PARAM, solver="normal").fit(
+            assembler.transform(training)
+        )
+        month = grid.filter(F.last_day("origin_date") == F.last_day(F.lit(cutoff + dt.timedelta(days=1))))
+        scored = model.transform(assembler.transform(month.dropna(subset=list(FEATURES))))
+        linear_parts.append(scored.select(
+            "symbol", F.lit("linear").alias("model"), "origin_date", "target_date", "horizon",
+            (F.col("close") * F.exp(F.col("prediction") * F.col("horizon"))).alias("predicted_close"),
+        ))  # fmt: skip
+    result = naive.unionByName(drift)
+    for part in linear_parts:
+        result = result.unionByName(part)
+    return result
+
+
+def with_actuals(forecasts: DataFrame, series: DataFrame, ds: dt.date) -> DataFrame:
+    """forecasts plus actual_close: the close on target_date when that is on or before ds and has a bar, else null."""
+    actual = series.filter(F.col("date") <= F.lit(ds)).select(
+        "symbol", F.col("date").alias("target_date"), F.col("close").alias("actual_close")
+    )
+    return forecasts.join(actual, ["symbol", "target_date"], "left")
+
+
+def metrics(forecasts: DataFrame) -> DataFrame:
+    """model, horizon, n, mae, rmse, mape, directional_accuracy, skill_vs_naive over forecasts with a known actual.
+
+    Needs the forecasts table's columns. The origin's close is the naive forecast of the same symbol and origin, so
+    the scores recompute from the table alone. directional_accuracy: the share of forecasts whose move from the
+    origin's close has the actual's sign (null for naive, which predicts no move). skill_vs_naive is MAE-based:
+    1 - MAE(model) / MAE(naive) at the same horizon, above 0 when the model beats naive.
+    """
+    known = forecasts.filter(F.col("actual_close").isNotNull())
+    origin_close = known.filter(F.col("model") == "naive").select(
+        "symbol", "origin_date", F.col("predicted_close").alias("origin_close")
+    ).distinct()
+    scored = known.join(origin_close, ["symbol", "origin_date"], "left").withColumn(
+        "error", F.col("predicted_close") - F.col("actual_close")
+    )
+    direction_hit = F.when(F.col("model") != "naive", (F.signum(F.col("predicted_close") - F.col("origin_close"))
+                           == F.signum(F.col("actual_close") - F.col("origin_close"))).cast("double"))  # fmt: skip
+    per_model = scored.groupBy("model", "horizon").agg(
+        F.count("*").alias("n"),
+        F.avg(F.abs("error")).alias("mae"),
+        F.sqrt(F.avg(F.col("error") * F.col("error"))).alias("rmse"),
+        F.avg(F.abs(F.col("error")) / F.abs(F.col("actual_close"))).alias("mape"),
+        F.avg(direction_hit).alias("directional_accuracy"),
+    )
+    naive_mae = per_model.filter(F.col("model") == "naive").select("horizon", F.col("mae").alias("naive_mae"))
+    return per_model.join(naive_mae, "horizon", "left").select(
+        "model", "horizon", "n", "mae", "rmse", "mape", "directional_accuracy",
+        F.when(F.col("naive_mae") > 0, 1.0 - F.col("mae") / F.col("naive_mae")).alias("skill_vs_naive"),
+    )  # fmt: skip

@@ -1,0 +1,65 @@
+"""lib.anomalies and steps.run_anomalies: a split explains its as-traded jump, an injected spike is flagged."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from lib import anomalies, catalog, steps
+from lib.config import RunConfig
+from lib.trading_days import trading_days
+
+D = dt.date
+ACTIONS_DDL = (
+    "symbol STRING, action_type STRING, ex_date DATE, split_from DOUBLE, split_to DOUBLE, cash_amount DOUBLE, "
+    "currency STRING, declaration_date DATE, record_date DATE, pay_date DATE, source_id STRING"
+)
+DAYS = trading_days(D(2024, 1, 2), D(2024, 6, 28))
+SPLIT_DAY, SPIKE_DAY = DAYS[90], DAYS[105]
+
+
+def as_traded_bars() -> pd.DataFrame:
+    """A quiet walk; a 2-for-1 split on SPLIT_DAY (as traded: prices halve, volume doubles); a +25% close on SPIKE_DAY."""
+    rng = np.random.default_rng(11)
+    n = len(DAYS)
+    close = 80.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    close[DAYS.index(SPIKE_DAY)] *= 1.25
+    open_ = np.r_[close[0], close[:-1]] * np.exp(rng.normal(0, 0.002, n))
+    volume = np.round(1_000_000 * np.exp(rng.normal(0, 0.1, n)))
+    after_split = np.array([d >= SPLIT_DAY for d in DAYS])
+    open_, close = np.where(after_split, open_ / 2, open_), np.where(after_split, close / 2, close)
+    volume = np.where(after_split, volume * 2, volume)
+    return pd.DataFrame({"symbol": "SPL", "date": DAYS, "open": open_, "high": np.maximum(open_, close) * 1.001,
+                         "low": np.minimum(open_, close) * 0.999, "close": close, "volume": volume,
+                         "vwap": close, "transactions": 100})  # fmt: skip
+
+
+def test_the_as_traded_split_jump_scores_as_an_anomaly(spark):
+    """The control: without adjusting, the split day is a -70% log return, far beyond any threshold."""
+    scores = anomalies.flag(anomalies.robust_scores(spark.createDataFrame(as_traded_bars()))).toPandas()
+    kinds_on_split = set(scores.loc[scores["date"] == SPLIT_DAY, "kind"])
+    assert {"return", "gap", "volume"} <= kinds_on_split
+
+
+def test_run_anomalies_ignores_the_split_and_flags_the_spike(spark, warehouse):
+    config = RunConfig(ds=DAYS[-1], start_ds=DAYS[80], warehouse=str(warehouse), namespace="anomalies_split")
+    catalog.ensure_tables(spark, config)
+    bars = spark.createDataFrame(as_traded_bars(), catalog.SCHEMAS["stock_prices"])
+    catalog.replace_rows(spark, config, "stock_prices", bars, "date", DAYS[0], DAYS[-1])
+    split = [("SPL", "split", SPLIT_DAY, 1.0, 2.0, None, None, None, None, None, "S-SPL")]
+    catalog.merge_corporate_actions(spark, config, spark.createDataFrame(split, ACTIONS_DDL), DAYS[-1])
+
+    report = steps.run_anomalies(spark, config)
+    flagged = report.anomalies
+    assert not (flagged["date"] == SPLIT_DAY).any(), flagged[flagged["date"] == SPLIT_DAY]
+    spike = flagged[(flagged["date"] == SPIKE_DAY) & (flagged["kind"] == "return")]
+    assert len(spike) == 1
+    assert spike["value"].item() > 0.2 and spike["score"].item() > spike["threshold"].item() == 5.0
+    assert (flagged["ds"] == config.ds).all() and flagged["date"].between(config.start_ds, config.ds).all()
+
+    # Thresholds are plain parameters; a re-run replaces the span's rows.
+    stricter = steps.run_anomalies(spark, config, thresholds={"return": 1e6, "gap": 1e6, "volume": 1e6})
+    assert stricter.anomalies.empty
+    assert catalog.read_table(spark, config, "anomalies").count() == 0

@@ -1,0 +1,105 @@
+"""lib.forecast and steps.run_forecast: no look-ahead, metrics that recompute from the forecasts, same re-run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import catalog, forecast, steps
+from lib.config import RunConfig
+from lib.trading_days import trading_days
+
+D = dt.date
+DAYS = trading_days(D(2023, 1, 3), D(2024, 4, 30))
+HORIZON = 3
+
+
+def bars(symbol: str, seed: int, days=DAYS) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = len(days)
+    close = 40.0 * np.exp(np.cumsum(rng.normal(0.0005, 0.015, n)))
+    return pd.DataFrame({"symbol": symbol, "date": days, "open": close, "high": close * 1.01, "low": close * 0.99,
+                         "close": close, "volume": 1e6 + seed, "vwap": close, "transactions": 10})  # fmt: skip
+
+
+ALL_BARS = pd.concat([bars("AAA", 1), bars("BBB", 2)], ignore_index=True)
+
+
+def test_a_forecast_reads_no_bar_after_its_origin(spark):
+    origins = [D(2024, 3, 28), D(2024, 4, 1)]  # two months: two fitted models
+    full = spark.createDataFrame(ALL_BARS)
+    columns = ["symbol", "model", "origin_date", "target_date", "horizon"]
+    for origin in origins:
+        truncated = spark.createDataFrame(ALL_BARS[ALL_BARS["date"] <= origin])
+        seen = forecast.walk_forward(spark, full, origin, origin, HORIZON).toPandas().sort_values(columns)
+        blind = forecast.walk_forward(spark, truncated, origin, origin, HORIZON).toPandas().sort_values(columns)
+        assert set(seen["model"]) == {"naive", "drift", "linear"} and len(seen) == 2 * 3 * HORIZON
+        pd.testing.assert_frame_equal(seen.reset_index(drop=True), blind.reset_index(drop=True), rtol=1e-12)
+
+
+def test_target_dates_are_trading_days_after_the_origin():
+    rows = forecast.target_dates([D(2024, 3, 27)], 3)  # Good Friday 2024-03-29 is closed
+    assert rows == [(D(2024, 3, 27), 1, D(2024, 3, 28)), (D(2024, 3, 27), 2, D(2024, 4, 1)), (D(2024, 3, 27), 3, D(2024, 4, 2))]
+
+
+@pytest.fixture(scope="module")
+def forecast_run(spark, warehouse):
+    config = RunConfig(ds=D(2024, 4, 30), start_ds=D(2024, 4, 15), warehouse=str(warehouse), namespace="forecast_run",
+                       horizon_days=HORIZON, top_n=2)  # fmt: skip
+    catalog.ensure_tables(spark, config)
+    frame = spark.createDataFrame(ALL_BARS, catalog.SCHEMAS["stock_prices"])
+    catalog.replace_rows(spark, config, "stock_prices", frame, "date", DAYS[0], DAYS[-1])
+    return config, steps.run_forecast(spark, config)
+
+
+def test_forecasts_rows_and_actuals(forecast_run):
+    config, report = forecast_run
+    table = report.forecasts
+    origins = trading_days(config.start_ds, config.ds)
+    assert sorted(report.symbols) == ["AAA", "BBB"]
+    assert len(table) == 2 * 3 * HORIZON * len(origins)
+    assert not table.duplicated(["symbol", "model", "origin_date", "horizon"]).any()
+    assert table["actual_close"].isna().equals(table["target_date"] > config.ds)
+    closes = ALL_BARS.set_index(["symbol", "date"])["close"]
+    known = table.dropna(subset=["actual_close"])
+    expected = [closes[(s, d)] for s, d in zip(known["symbol"], known["target_date"], strict=True)]
+    np.testing.assert_allclose(known["actual_close"], expected)
+    naive = table[table["model"] == "naive"]
+    np.testing.assert_allclose(naive["predicted_close"],
+                               [closes[(s, d)] for s, d in zip(naive["symbol"], naive["origin_date"], strict=True)])  # fmt: skip
+
+
+def test_metrics_recompute_from_the_forecasts_table(spark, forecast_run):
+    config, report = forecast_run
+    table = catalog.read_table(spark, config, "forecasts").toPandas().dropna(subset=["actual_close"])
+    origin_close = table[table["model"] == "naive"].groupby(["symbol", "origin_date"])["predicted_close"].first()
+    stored = catalog.read_table(spark, config, "forecast_metrics").toPandas().set_index(["model", "horizon"])
+    assert set(stored["ds"]) == {config.ds}
+    for (model, horizon), rows in table.groupby(["model", "horizon"]):
+        error = rows["predicted_close"] - rows["actual_close"]
+        mae = error.abs().mean()
+        naive_rows = table[(table["model"] == "naive") & (table["horizon"] == horizon)]
+        naive_mae = (naive_rows["predicted_close"] - naive_rows["actual_close"]).abs().mean()
+        start = origin_close.loc[list(zip(rows["symbol"], rows["origin_date"], strict=True))].to_numpy()
+        hits = np.sign(rows["predicted_close"].to_numpy() - start) == np.sign(rows["actual_close"].to_numpy() - start)
+        got = stored.loc[(model, horizon)]
+        assert got["n"] == len(rows)
+        assert got["mae"] == pytest.approx(mae) and got["rmse"] == pytest.approx(np.sqrt((error**2).mean()))
+        assert got["mape"] == pytest.approx((error.abs() / rows["actual_close"]).mean())
+        assert got["skill_vs_naive"] == pytest.approx(1 - mae / naive_mae)
+        if model == "naive":
+            assert pd.isna(got["directional_accuracy"])
+        else:
+            assert got["directional_accuracy"] == pytest.approx(hits.mean())
+
+
+def test_a_re_run_writes_the_same_forecasts(spark, forecast_run):
+    config, report = forecast_run
+    again = steps.run_forecast(spark, config)
+    keys = ["symbol", "model", "origin_date", "horizon"]
+    pd.testing.assert_frame_equal(report.forecasts.sort_values(keys).reset_index(drop=True),
+                                  again.forecasts.sort_values(keys).reset_index(drop=True), rtol=0, atol=0)  # fmt: skip
+    assert catalog.read_table(spark, config, "forecasts").count() == len(report.forecasts)
