@@ -47,7 +47,7 @@ def pyiceberg_tables(warehouse: Path) -> dict:
 
 def test_run_record_holds_executed_notebooks_and_figures(pipeline):
     run_dir = pipeline["run_dir"]
-    for name in ("01_ingest", "02_monthly_rollup", "03_quality", "04_trends"):
+    for name in ("01_ingest", "02_monthly_rollup", "03_quality", "04_trends", "05_forecast"):
         assert (run_dir / f"{name}.ipynb").is_file(), name
     figures = sorted((run_dir / "figures").glob("*.png"))
     assert len(figures) >= 7, figures
@@ -66,7 +66,7 @@ def test_executed_notebooks_show_their_figures_as_pictures(pipeline):
     """The run record a person opens: every figure cell holds an image/png output, not `<Figure size ...>`."""
     import base64
 
-    figure_cells = {"01_ingest": 1, "02_monthly_rollup": 1, "03_quality": 3, "04_trends": 7}
+    figure_cells = {"01_ingest": 1, "02_monthly_rollup": 1, "03_quality": 3, "04_trends": 9, "05_forecast": 2}
     for name, expected in figure_cells.items():
         cells = json.loads((pipeline["run_dir"] / f"{name}.ipynb").read_text())["cells"]
         outputs = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"]]

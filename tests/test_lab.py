@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "lab"
 # Figure cells of each notebook: the pictures a person must see after Run All Cells.
-FIGURES = {"01_ingest": 1, "02_monthly_rollup": 1, "03_quality": 3, "04_trends": 7}
+FIGURES = {"01_ingest": 1, "02_monthly_rollup": 1, "03_quality": 3, "04_trends": 9, "05_forecast": 2}
 TOKEN = "lab-test-token"
 
 
