@@ -381,13 +381,15 @@ def test_ticker_page_served_twice_is_stored_once(spark, warehouse):
     """The repeat fault hands out a page of tickers twice (a cursor glitch): stock_tickers keeps one row per ticker."""
     from lib import runtime, steps
     from lib.config import RunConfig
-    from lib.simulator.data import listing_dates
+    from lib.simulator.data import delisting_dates, listing_dates
 
     universe_size = 1100  # more than one page of 1,000 tickers, so there is a next_url to repeat
     config = RunConfig.from_params(ds="2024-03-28", warehouse=str(warehouse), namespace="reliability_repeat",
                                    simulator_tickers=universe_size, strategy="grouped",
                                    simulator_options={"fault_rate": 1.0, "faults": "repeat"})  # fmt: skip
-    listed = sum(1 for day in listing_dates(universe_size).values() if day <= config.ds)
+    delisted = delisting_dates(universe_size)  # a delisted ticker is no longer in the day's active universe
+    listed = sum(1 for ticker, day in listing_dates(universe_size).items()
+                 if day <= config.ds and not (ticker in delisted and delisted[ticker] <= config.ds))  # fmt: skip
     source = runtime.open_data_source(config)
     try:
         report = steps.run_ingest(spark, config, source.settings)
