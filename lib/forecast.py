@@ -3,7 +3,7 @@
 Honesty rules: a forecast made at origin t reads only bars up to t, the linear model of t is fitted only on
 samples whose target is known by the last trading day before t's month (so it is refitted once a month, and the
 same origin gets the same model whatever the span or the warehouse's last day), and the scores only count
-forecasts whose actual close is known.
+forecasts whose actual close is known, every model on the same ones.
 """
 
 from __future__ import annotations
@@ -135,14 +135,27 @@ def with_actuals(forecasts: DataFrame, series: DataFrame, ds: dt.date) -> DataFr
 
 
 def metrics(forecasts: DataFrame) -> DataFrame:
-    """model, horizon, n, mae, rmse, mape, directional_accuracy, skill_vs_naive over forecasts with a known actual.
+    """model, horizon, n, mae, rmse, mape, directional_accuracy, skill_vs_naive, like for like across models.
 
-    Needs the forecasts table's columns. The origin's close is the naive forecast of the same symbol and origin, so
-    the scores recompute from the table alone. directional_accuracy: the share of forecasts whose move from the
-    origin's close has the actual's sign (null for naive, which predicts no move). skill_vs_naive is MAE-based:
-    1 - MAE(model) / MAE(naive) at the same horizon, above 0 when the model beats naive.
+    Needs the forecasts table's columns. Every model is scored on the same forecasts: the (symbol, origin_date,
+    horizon) that every model of the table forecast with a known actual, so n is the same for all models at a
+    horizon (the linear model has no forecast before its first training month, and naive's origins there are
+    left out too). The origin's close is the naive forecast of the same symbol and origin, so the scores recompute
+    from the table alone. directional_accuracy: the share of forecasts whose move from the origin's close has the
+    actual's sign (null for naive, which predicts no move). skill_vs_naive is MAE-based: 1 - MAE(model) /
+    MAE(naive) at the same horizon over those forecasts, above 0 when the model beats naive (0 for naive itself).
     """
+    keys = ["symbol", "origin_date", "horizon"]
     known = forecasts.filter(F.col("actual_close").isNotNull())
+    models = known.agg(F.countDistinct("model").alias("models"))
+    common = (
+        known.groupBy(*keys)
+        .agg(F.countDistinct("model").alias("forecast_by"))
+        .crossJoin(F.broadcast(models))
+        .filter(F.col("forecast_by") == F.col("models"))
+        .select(*keys)
+    )
+    known = known.join(common, keys)
     origin_close = known.filter(F.col("model") == "naive").select(
         "symbol", "origin_date", F.col("predicted_close").alias("origin_close")
     ).distinct()

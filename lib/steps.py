@@ -426,6 +426,9 @@ class TrendsReport:
 
 # Calendar days read before a span so that every ex-date in it has its previous bar (the dividend's P).
 _BAR_BEFORE_DAYS = 10
+# Calendar days of warm-up 04_trends reads before its span for the windowed measures: the longest window, the
+# 200-bar moving average, needs 199 bars before the span's first day, about 290 calendar days with the holidays.
+_TREND_WARM_UP_DAYS = 320
 
 
 def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date, adjust: str = "raw") -> DataFrame:
@@ -457,10 +460,12 @@ def run_trends(
     daily = trend_daily_rows(spark, config, start, config.adjust).cache()
     symbols = list(config.symbols) or trends.top_symbols_by_dollar_volume(daily, config.top_n)
     chosen = daily.filter(F.col("symbol").isin(symbols))
-    per_day = trends.volume_anomalies(
-        trends.drawdowns(trends.moving_averages(trends.rolling_volatility(chosen, volatility_window))), z=anomaly_z
+    windowed = trend_windows(spark, config, chosen, start, symbols, volatility_window, anomaly_z)
+    ma_columns = [c for c in windowed.columns if c.startswith("ma_")]
+    # Returns and drawdowns are the span's own (from its first bar); the windowed measures come with their warm-up.
+    per_day = trends.drawdowns(trends.with_returns(chosen)).join(
+        windowed.select("symbol", "date", *ma_columns, "rolling_volatility", "volume_z", "is_anomaly"), ["symbol", "date"]
     )
-    ma_columns = [c for c in per_day.columns if c.startswith("ma_")]
     daily_pd = per_day.select(
         "symbol", "date", "close", "volume", "daily_return", "cumulative_return", *ma_columns,
         "rolling_volatility", "running_peak", "drawdown", "volume_z", "is_anomaly",
@@ -487,6 +492,32 @@ def run_trends(
     report.summary_table = summary.filter(F.col("symbol").isin(symbols)).orderBy("symbol").toPandas()
     daily.unpersist()
     return report
+
+
+def trend_windows(
+    spark: SparkSession,
+    config: RunConfig,
+    chosen: DataFrame,
+    start: dt.date,
+    symbols: list[str],
+    volatility_window: int = 20,
+    anomaly_z: float = 3.5,
+) -> DataFrame:
+    """The rows of `chosen` (symbol, date, close, volume over start..ds) with ma_*, rolling_volatility, volume_z
+    and is_anomaly computed over `symbols`' bars of the _TREND_WARM_UP_DAYS before start as well, read through
+    adjusted_history (config.adjust, actions known by ds). No row before start comes back.
+
+    So a 200-bar moving average on start is a full window when the history exists (and null when it does not).
+    """
+    from lib import trends
+
+    bars = ["symbol", "date", "close", "volume"]
+    warm_up = adjusted_history(
+        spark, config, config.adjust, start=start - dt.timedelta(days=_TREND_WARM_UP_DAYS), symbols=symbols
+    ).filter(F.col("date") < F.lit(start))
+    history = warm_up.select(*bars).unionByName(chosen.select(*bars))
+    windowed = trends.volume_anomalies(trends.moving_averages(trends.rolling_volatility(history, volatility_window)), z=anomaly_z)
+    return windowed.filter(F.col("date") >= F.lit(start))
 
 
 # --------------------------------------------------------------------------------------------- analysis tables

@@ -1,4 +1,5 @@
-"""lib.forecast and steps.run_forecast: no look-ahead, metrics that recompute from the forecasts, same re-run."""
+"""lib.forecast and steps.run_forecast: no look-ahead, metrics that recompute from the forecasts (every model on the
+same ones), same re-run."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def bars(symbol: str, seed: int, days=DAYS) -> pd.DataFrame:
 
 
 ALL_BARS = pd.concat([bars("AAA", 1), bars("BBB", 2)], ignore_index=True)
+# CCC is listed on 2024-03-20: the linear model needs 20 returns (ret_20), so it has no forecast for CCC's first
+# origins of the run while naive and drift do, and the scores must leave those origins out for every model.
+LATE_START = D(2024, 3, 20)
+RUN_BARS = pd.concat([ALL_BARS, bars("CCC", 3, [d for d in DAYS if d >= LATE_START])], ignore_index=True)
 
 
 def test_a_forecast_reads_no_bar_after_its_origin(spark):
@@ -48,9 +53,9 @@ def test_target_dates_are_trading_days_after_the_origin():
 @pytest.fixture(scope="module")
 def forecast_run(spark, warehouse):
     config = RunConfig(ds=D(2024, 4, 30), start_ds=D(2024, 4, 15), warehouse=str(warehouse), namespace="forecast_run",
-                       horizon_days=HORIZON, top_n=2)  # fmt: skip
+                       horizon_days=HORIZON, symbols=("AAA", "BBB", "CCC"))  # fmt: skip
     catalog.ensure_tables(spark, config)
-    frame = spark.createDataFrame(ALL_BARS, catalog.SCHEMAS["stock_prices"])
+    frame = spark.createDataFrame(RUN_BARS, catalog.SCHEMAS["stock_prices"])
     catalog.replace_rows(spark, config, "stock_prices", frame, "date", DAYS[0], DAYS[-1])
     return config, steps.run_forecast(spark, config)
 
@@ -59,11 +64,14 @@ def test_forecasts_rows_and_actuals(forecast_run):
     config, report = forecast_run
     table = report.forecasts
     origins = trading_days(config.start_ds, config.ds)
-    assert sorted(report.symbols) == ["AAA", "BBB"]
-    assert len(table) == 2 * 3 * HORIZON * len(origins)
+    assert sorted(report.symbols) == ["AAA", "BBB", "CCC"]
+    per_model = table.groupby(["model", "symbol"]).size()
+    assert (per_model.drop("linear") == HORIZON * len(origins)).all()
+    assert per_model[("linear", "AAA")] == per_model[("linear", "BBB")] == HORIZON * len(origins)
+    assert 0 < per_model[("linear", "CCC")] < HORIZON * len(origins)  # no linear forecast before 20 returns
     assert not table.duplicated(["symbol", "model", "origin_date", "horizon"]).any()
     assert table["actual_close"].isna().equals(table["target_date"] > config.ds)
-    closes = ALL_BARS.set_index(["symbol", "date"])["close"]
+    closes = RUN_BARS.set_index(["symbol", "date"])["close"]
     known = table.dropna(subset=["actual_close"])
     expected = [closes[(s, d)] for s, d in zip(known["symbol"], known["target_date"], strict=True)]
     np.testing.assert_allclose(known["actual_close"], expected)
@@ -72,12 +80,24 @@ def test_forecasts_rows_and_actuals(forecast_run):
                                [closes[(s, d)] for s, d in zip(naive["symbol"], naive["origin_date"], strict=True)])  # fmt: skip
 
 
+def common_forecasts(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows with a known actual whose (symbol, origin_date, horizon) every model of the table forecast."""
+    known = table.dropna(subset=["actual_close"])
+    models = set(known["model"])
+    keys = ["symbol", "origin_date", "horizon"]
+    forecast_by = {key: set(rows["model"]) for key, rows in known.groupby(keys)}
+    everyone = [forecast_by[key] == models for key in zip(known["symbol"], known["origin_date"], known["horizon"], strict=True)]
+    return known[everyone]
+
+
 def test_metrics_recompute_from_the_forecasts_table(spark, forecast_run):
     config, report = forecast_run
-    table = catalog.read_table(spark, config, "forecasts").toPandas().dropna(subset=["actual_close"])
+    table = common_forecasts(catalog.read_table(spark, config, "forecasts").toPandas())
+    assert (table["symbol"] == "CCC").any() and set(table["model"]) == {"naive", "drift", "linear"}
     origin_close = table[table["model"] == "naive"].groupby(["symbol", "origin_date"])["predicted_close"].first()
     stored = catalog.read_table(spark, config, "forecast_metrics").toPandas().set_index(["model", "horizon"])
     assert set(stored["ds"]) == {config.ds}
+    assert len(stored) == len(table.groupby(["model", "horizon"]))
     for (model, horizon), rows in table.groupby(["model", "horizon"]):
         error = rows["predicted_close"] - rows["actual_close"]
         mae = error.abs().mean()
@@ -94,6 +114,41 @@ def test_metrics_recompute_from_the_forecasts_table(spark, forecast_run):
             assert pd.isna(got["directional_accuracy"])
         else:
             assert got["directional_accuracy"] == pytest.approx(hits.mean())
+
+
+def test_every_model_is_scored_on_the_same_forecasts(forecast_run):
+    _, report = forecast_run
+    known = report.forecasts.dropna(subset=["actual_close"]).groupby(["model", "horizon"]).size()
+    assert (known["naive"] > known["linear"]).all()  # CCC's first origins: naive forecast them, linear did not
+    for horizon, rows in report.metrics.groupby("horizon"):
+        assert set(rows["model"]) == {"naive", "drift", "linear"}
+        assert rows["n"].nunique() == 1 and rows["n"].iloc[0] == known[("linear", horizon)], rows
+    naive = report.metrics[report.metrics["model"] == "naive"]
+    assert (naive["skill_vs_naive"] == 0.0).all()
+
+
+def test_metrics_by_hand(spark):
+    """Origin 04-01 lacks a linear forecast and 04-03's actual is unknown: only 04-02 is scored, for every model."""
+    rows = [
+        ("AAA", "naive", D(2024, 4, 1), 1, 10.0, 11.0),
+        ("AAA", "drift", D(2024, 4, 1), 1, 10.5, 11.0),
+        ("AAA", "naive", D(2024, 4, 2), 1, 11.0, 12.0),
+        ("AAA", "drift", D(2024, 4, 2), 1, 11.5, 12.0),
+        ("AAA", "linear", D(2024, 4, 2), 1, 10.5, 12.0),
+        ("AAA", "naive", D(2024, 4, 3), 1, 12.0, None),
+        ("AAA", "drift", D(2024, 4, 3), 1, 12.5, None),
+        ("AAA", "linear", D(2024, 4, 3), 1, 12.2, None),
+    ]
+    frame = spark.createDataFrame(
+        rows, "symbol string, model string, origin_date date, horizon int, predicted_close double, actual_close double"
+    )
+    got = forecast.metrics(frame).toPandas().set_index("model").sort_index()
+    expected = pd.DataFrame(
+        {"model": ["drift", "linear", "naive"], "horizon": [1, 1, 1], "n": [1, 1, 1], "mae": [0.5, 1.5, 1.0],
+         "rmse": [0.5, 1.5, 1.0], "mape": [0.5 / 12, 1.5 / 12, 1.0 / 12], "directional_accuracy": [1.0, 0.0, None],
+         "skill_vs_naive": [0.5, -0.5, 0.0]}
+    ).set_index("model")  # fmt: skip
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
 
 
 def test_a_re_run_writes_the_same_forecasts(spark, forecast_run):

@@ -11,6 +11,7 @@ import requests
 from lib.simulator import SimulatorError, SimulatorProcess, bar, bars_for_day, listing_dates, universe
 from lib.simulator.data import RANGE_KEYS, Market, columns_to_bars
 from lib.simulator.encode import bars_json, range_bars_json, ticker_prefixes
+from lib.simulator.faults import Defects
 from lib.trading_days import today_new_york, trading_days
 
 polygon = pytest.importorskip("polygon")
@@ -315,6 +316,15 @@ def test_a_process_that_cannot_start_raises_with_its_stderr():
 
 
 # -- fault injection -------------------------------------------------------------------------------
+
+
+def test_spike_defects_raise_the_close_or_the_volume():
+    bars = [{"T": "AAA", "o": 10.0, "h": 10.5, "l": 9.5, "c": 10.2, "v": 1000.0}, {"T": "BBB", "o": 5.0, "h": 5.1, "l": 4.9,
+            "c": 5.0, "v": 300.0}]  # fmt: skip
+    spiked = Defects.parse("price_spike:AAA:2024-03-28,volume_spike:BBB:2024-03-28").apply_grouped(bars, "2024-03-28")
+    assert spiked[0] == {"T": "AAA", "o": 10.0, "h": 13.26, "l": 9.5, "c": 13.26, "v": 1000.0}  # close x 1.3, high follows
+    assert spiked[1] == {"T": "BBB", "o": 5.0, "h": 5.1, "l": 4.9, "c": 5.0, "v": 6000.0}  # volume x 20
+    assert Defects.parse("price_spike:AAA:2024-03-27").apply_grouped(bars, "2024-03-28") == bars
 
 
 def test_faults_and_defects_are_served_when_asked():

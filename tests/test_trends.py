@@ -1,10 +1,12 @@
-"""Trend analytics on tiny hand-computed cases: a month with a missing day, a one-bar symbol, a flat price."""
+"""Trend analytics on tiny hand-computed cases: a month with a missing day, a one-bar symbol, a flat price; and
+04_trends' windows, which read the history before the span."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
@@ -20,7 +22,9 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from lib import trends
+from lib import catalog, monthly, steps, trends
+from lib.config import RunConfig
+from lib.trading_days import trading_days
 
 PRECISION = 1e-6
 
@@ -453,3 +457,41 @@ def test_trend_summary_by_hand(spark):
     assert aaa.annualized_volatility == pytest.approx(volatility, rel=1e-12)
     assert aaa.max_drawdown == pytest.approx(99 / 110 - 1, rel=1e-12)
     assert (one.bars, one.total_return, one.max_drawdown, one.annualized_volatility) == (1, 0.0, 0.0, None)
+
+
+def test_run_trends_windows_read_the_history_before_the_span(spark, warehouse):
+    """AAA trades from January 2023, BBB only from March 2024; 04_trends runs over April 2024 with no lookback."""
+    days = trading_days(d("2023-01-03"), d("2024-04-30"))
+    rng = np.random.default_rng(7)
+    frames = []
+    for symbol, first_day in (("AAA", days[0]), ("BBB", d("2024-03-01"))):
+        dates = [day for day in days if day >= first_day]
+        close = 50.0 * np.exp(np.cumsum(rng.normal(0, 0.02, len(dates))))
+        volume = np.round(1e6 * np.exp(rng.normal(0, 0.2, len(dates))))
+        frames.append(pd.DataFrame({"symbol": symbol, "date": dates, "open": close, "high": close, "low": close,
+                                    "close": close, "volume": volume, "vwap": close, "transactions": 10}))  # fmt: skip
+    bars = pd.concat(frames, ignore_index=True)
+    config = RunConfig(ds=d("2024-04-30"), start_ds=d("2024-04-01"), warehouse=str(warehouse), namespace="trends_warm_up",
+                       symbols=("AAA", "BBB"), lookback_days=0)  # fmt: skip
+    catalog.ensure_tables(spark, config)
+    prices = spark.createDataFrame(bars, catalog.SCHEMAS["stock_prices"])
+    catalog.replace_rows(spark, config, "stock_prices", prices, "date", days[0], days[-1])
+    catalog.overwrite_partitions(config, "monthly_stock_prices", monthly.apply_days(prices, None, days))
+
+    report = steps.run_trends(spark, config, lookback_days=0)
+    first = report.daily[report.daily["date"] == config.start_ds].set_index("symbol")
+    aaa = bars[bars["symbol"] == "AAA"].set_index("date")
+    assert first.loc["AAA", "ma_200"] == pytest.approx(aaa["close"].rolling(200).mean()[config.start_ds], rel=1e-12)
+    assert first.loc["AAA", "ma_50"] == pytest.approx(aaa["close"].rolling(50).mean()[config.start_ds], rel=1e-12)
+    volatility = aaa["close"].pct_change().rolling(20).std() * math.sqrt(252)
+    assert first.loc["AAA", "rolling_volatility"] == pytest.approx(volatility[config.start_ds], rel=1e-9)
+    bbb = bars[bars["symbol"] == "BBB"].set_index("date")  # 21 bars by 2024-04-01: a full 20-bar window, not 50
+    assert first.loc["BBB", "ma_20"] == pytest.approx(bbb["close"].rolling(20).mean()[config.start_ds], rel=1e-12)
+    assert pd.isna(first.loc["BBB", "ma_50"]) and pd.isna(first.loc["BBB", "ma_200"])
+
+    # The warm-up feeds the windows only: the report, the returns and trend_summary are the span's.
+    assert report.daily["date"].min() == config.start_ds and report.start == config.start_ds
+    assert first["daily_return"].isna().all() and (first["cumulative_return"] == 0).all()
+    span_bars = len(trading_days(config.start_ds, config.ds))
+    assert len(report.daily) == 2 * span_bars
+    assert set(report.summary_table["start_date"]) == {config.start_ds} and set(report.summary_table["bars"]) == {span_bars}

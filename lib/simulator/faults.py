@@ -13,7 +13,9 @@ import struct
 from aiohttp import web
 
 FAULT_KINDS = ("429", "500", "502", "503", "504", "reset", "malformed", "truncated", "slow", "repeat")
-DEFECT_KINDS = ("dup", "null_close", "high_low", "neg_volume")
+DEFECT_KINDS = ("dup", "null_close", "high_low", "neg_volume", "price_spike", "volume_spike")
+PRICE_SPIKE = 1.3  # price_spike: the close (and the high, to stay above it) times this, a bad print
+VOLUME_SPIKE = 20.0  # volume_spike: the volume times this
 RATE_LIMIT_MESSAGE = (
     "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue. "
     "https://polygon.io/pricing"
@@ -82,6 +84,11 @@ class Defects:
             bar[high], bar[low] = bar[low], max(bar[high], round(bar[low] + 0.01, 4))
         if "neg_volume" in kinds:
             bar[volume] = -abs(bar[volume])
+        if "price_spike" in kinds and bar[close] is not None:
+            bar[close] = round(bar[close] * PRICE_SPIKE, 4)
+            bar[high] = max(bar[high], bar[close])
+        if "volume_spike" in kinds:
+            bar[volume] = bar[volume] * VOLUME_SPIKE
         if "null_close" in kinds:
             bar[close] = None
         return bar
