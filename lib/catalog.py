@@ -247,8 +247,113 @@ def _create_missing_tables(spark: SparkSession, config: RunConfig) -> None:
             spark.sql(f"ALTER TABLE {table_identifier(config, name)} WRITE ORDERED BY {WRITE_ORDER[name]}")
 
 
+# --- write-audit-publish: the market data a run stages on its branch (lib.wap publishes it) ----------------------
+
+# The tables of market data an audited run writes on its branch, in the order lib.wap publishes them: the monthly
+# arrays, which readers use, come last, so a reader sees a run's day only once every daily table holds it.
+WAP_TABLES = ("stock_tickers", "corporate_actions", "raw_daily_bars", "stock_prices", "monthly_stock_prices")
+# Branches known to exist (True) or not (False), by (warehouse, catalog, namespace, table, branch): one refs lookup per
+# table and process; this process's own creates and drops keep it current.
+_BRANCHES: dict[tuple[str, str, str, str, str], bool] = {}
+
+
+def run_tag(ds: dt.date | str) -> str:
+    """The tag a published run leaves on each table of market data: run-2024-03-28."""
+    return f"run-{ds}"
+
+
+def _branch_key(config: RunConfig, name: str, branch: str) -> tuple[str, str, str, str, str]:
+    return (str(config.warehouse), config.catalog, config.namespace, name, branch)
+
+
+def refs(spark: SparkSession, config: RunConfig, name: str) -> dict[str, tuple[str, int]]:
+    """The table's branches and tags: name -> (BRANCH or TAG, snapshot id)."""
+    rows = spark.table(table_identifier(config, name, "refs")).select("name", "type", "snapshot_id").collect()
+    return {row.name: (row.type, row.snapshot_id) for row in rows}
+
+
+def branch_exists(spark: SparkSession, config: RunConfig, name: str, branch: str) -> bool:
+    key = _branch_key(config, name, branch)
+    if key not in _BRANCHES:
+        _BRANCHES[key] = refs(spark, config, name).get(branch, ("",))[0] == "BRANCH"
+    return _BRANCHES[key]
+
+
+def staged(config: RunConfig, name: str) -> bool:
+    """Whether the run writes `name` on its audit branch (config.wap_branch) rather than on main."""
+    return bool(config.wap_branch) and name in WAP_TABLES
+
+
+def create_branch(spark: SparkSession, config: RunConfig, name: str, branch: str) -> None:
+    """Branch `name` at main's current snapshot, unless the branch exists (on an empty table: an empty snapshot)."""
+    sql = f"ALTER TABLE {table_identifier(config, name)} CREATE BRANCH IF NOT EXISTS {quote_identifier(branch)}"
+    with_commit_retry(name, lambda: spark.sql(sql))
+    _BRANCHES[_branch_key(config, name, branch)] = True
+
+
+def rebase_branch(spark: SparkSession, config: RunConfig, name: str, branch: str, snapshot_id: int) -> None:
+    """Point the branch at a snapshot of main (its staged commits are dropped from it: replay them after)."""
+    sql = (
+        f"ALTER TABLE {table_identifier(config, name)} REPLACE BRANCH {quote_identifier(branch)} "
+        f"AS OF VERSION {int(snapshot_id)}"
+    )
+    with_commit_retry(name, lambda: spark.sql(sql))
+
+
+def drop_branch(spark: SparkSession, config: RunConfig, name: str, branch: str) -> None:
+    sql = f"ALTER TABLE {table_identifier(config, name)} DROP BRANCH IF EXISTS {quote_identifier(branch)}"
+    with_commit_retry(name, lambda: spark.sql(sql))
+    _BRANCHES[_branch_key(config, name, branch)] = False
+
+
+def fast_forward(spark: SparkSession, config: RunConfig, name: str, branch: str) -> bool:
+    """Move main to the branch's head when main is an ancestor of it; False when main moved since the branch was made."""
+    table = quote_identifier(config.namespace, name)  # inside a string literal: backticks, never a quote
+    call = f"CALL {quote_identifier(config.catalog)}.system.fast_forward('{table}', 'main', '{branch}')"
+
+    def attempt() -> bool:
+        try:
+            spark.sql(call).collect()
+        except Exception as exc:  # Py4JJavaError or AnalysisException around Iceberg's ValidationException
+            if "is not an ancestor of" in _java_error_text(exc):
+                return False  # not a lost race: retrying cannot help, the caller replays on the new main
+            raise
+        return True
+
+    return with_commit_retry(name, attempt)
+
+
+def tag_main(spark: SparkSession, config: RunConfig, name: str, tag: str, retain_days: int) -> int | None:
+    """Tag main's current snapshot (replacing a tag of that name), kept `retain_days` by snapshot expiry."""
+    current = refs(spark, config, name).get("main")
+    if current is None:  # a table main never wrote: nothing to tag
+        return None
+    sql = (
+        f"ALTER TABLE {table_identifier(config, name)} CREATE OR REPLACE TAG {quote_identifier(tag)} "
+        f"AS OF VERSION {int(current[1])} RETAIN {int(retain_days)} DAYS"
+    )
+    with_commit_retry(name, lambda: spark.sql(sql))
+    return current[1]
+
+
+def _read_identifier(spark: SparkSession, config: RunConfig, name: str) -> str:
+    if staged(config, name) and branch_exists(spark, config, name, config.wap_branch):
+        return table_identifier(config, name, f"branch_{config.wap_branch}")
+    return table_identifier(config, name)
+
+
+def _write_identifier(spark: SparkSession, config: RunConfig, name: str) -> str:
+    if not staged(config, name):
+        return table_identifier(config, name)
+    if not branch_exists(spark, config, name, config.wap_branch):
+        create_branch(spark, config, name, config.wap_branch)
+    return table_identifier(config, name, f"branch_{config.wap_branch}")
+
+
 def read_table(spark: SparkSession, config: RunConfig, name: str) -> DataFrame:
-    return spark.table(table_identifier(config, name))
+    """The table as the run sees it: its audit branch while the run stages market data there (a table already
+    published, or never written by the run, reads main); main otherwise."""
+    return spark.table(_read_identifier(spark, config, name))
 
 
 def conform(df: DataFrame, name: str) -> DataFrame:
@@ -272,13 +377,15 @@ def replace_rows(
     outside = conformed.filter(~condition | F.col(column).isNull()).limit(1).count()
     if outside:
         raise ValueError(f"refusing to write {name}: rows with {column} outside {start}..{end}")
-    with_commit_retry(name, lambda: conformed.writeTo(table_identifier(config, name)).overwrite(condition))
+    target = _write_identifier(conformed.sparkSession, config, name)
+    with_commit_retry(name, lambda: conformed.writeTo(target).overwrite(condition))
 
 
 def overwrite_partitions(config: RunConfig, name: str, df: DataFrame) -> None:
     """Atomically replace the partitions present in `df` (dynamic overwrite): one commit."""
     conformed = conform(df, name)
-    with_commit_retry(name, lambda: conformed.writeTo(table_identifier(config, name)).overwritePartitions())
+    target = _write_identifier(conformed.sparkSession, config, name)
+    with_commit_retry(name, lambda: conformed.writeTo(target).overwritePartitions())
 
 
 # What a sighting of an action may change: everything but the key and the day it was first seen.
@@ -314,7 +421,7 @@ def merge_corporate_actions(spark: SparkSession, config: RunConfig, actions: Dat
         ]
     )
     merge = (
-        f"MERGE INTO {table_identifier(config, 'corporate_actions')} t USING {view} s ON t.source_id = s.source_id "
+        f"MERGE INTO {_write_identifier(spark, config, 'corporate_actions')} t USING {view} s ON t.source_id = s.source_id "
         f"WHEN MATCHED THEN UPDATE SET {updates} WHEN NOT MATCHED THEN INSERT *"
     )
     try:

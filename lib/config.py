@@ -444,6 +444,7 @@ PARAMETER_RULES: dict[str, Callable[[str, Any], Any]] = {
     "simulator_options": _simulator_options,
     "adjust": lambda n, v: _choice(n, v, ADJUSTS),
     "wap_branch": _wap_branch,
+    "keep_run_tags_days": lambda n, v: _integer(n, v, 1, 36_500, 30),
     "spark_master": _spark_master,
     "stream_url": _stream_url,
     "horizon_days": lambda n, v: _integer(n, v, 1, 250, 5),
@@ -483,7 +484,8 @@ class RunConfig:
     # Parameters of steps to come, validated now: the adjusted read, write-audit-publish, the Spark master,
     # the websocket feed, the forecast horizon.
     adjust: str = "total_return"
-    wap_branch: str = ""
+    wap_branch: str = ""  # write-audit-publish: 01/02 write this Iceberg branch, 03 publishes it to main (lib.wap)
+    keep_run_tags_days: int = 30  # how long the run-<ds> tags (and the snapshots they hold) outlive expiry
     spark_master: str = ""
     stream_url: str = ""
     horizon_days: int = 5

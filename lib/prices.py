@@ -204,16 +204,21 @@ def _report(warnings: list[str]) -> None:
 # The reader without a JVM: pyiceberg for a few symbols
 
 
-def read_actions(config: RunConfig, symbols: Sequence[str]) -> pd.DataFrame:
-    """The corporate_actions rows of `symbols` through pyiceberg; none when the table does not exist yet."""
+def read_actions(config: RunConfig, symbols: Sequence[str], as_of_run: dt.date | None = None) -> pd.DataFrame:
+    """The corporate_actions rows of `symbols` through pyiceberg (as the run of `as_of_run` published them, when
+    given); none when the table does not exist yet."""
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
     from pyiceberg.expressions import In
+
+    from lib.quicklook import snapshot_of_run
 
     try:
         table = pyiceberg_catalog(config).load_table(f"{config.namespace}.corporate_actions")
     except (NoSuchTableError, NoSuchNamespaceError):
         return _empty_actions()
-    actions = table.scan(row_filter=In("symbol", list(symbols)), selected_fields=ACTION_COLUMNS).to_pandas()
+    snapshot = snapshot_of_run(table, as_of_run)
+    actions = table.scan(row_filter=In("symbol", list(symbols)), selected_fields=ACTION_COLUMNS,
+                         snapshot_id=snapshot).to_pandas()  # fmt: skip
     return actions if not actions.empty else _empty_actions()
 
 
@@ -235,8 +240,12 @@ def read(
     end: dt.date,
     adjust: str = "split",
     as_of: dt.date | None = None,
+    as_of_run: dt.date | None = None,
 ) -> pd.DataFrame:
     """COLUMNS of `symbols` from start..end, one row per symbol and day with a bar, ordered by symbol and date.
+
+    `as_of_run` reads the tables as the run of that ds published them (its run-<ds> tag, lib.wap): what that run's
+    04_trends saw, whatever later runs corrected.
 
     Reads the monthly arrays (lib.quicklook) and corporate_actions through pyiceberg. Under `total_return` the
     arrays are read on past `end` to the last relevant ex-date, for the closes before it. The warnings about the
@@ -253,14 +262,14 @@ def read(
     if not symbols:
         raise ConfigError("name at least one symbol, e.g. MSFT")
     _check_local_catalog(config)
-    actions = _empty_actions() if adjust == "raw" else read_actions(config, symbols)
+    actions = _empty_actions() if adjust == "raw" else read_actions(config, symbols, as_of_run)
     usable, warnings = usable_actions(actions, after=start, as_of=as_of)
     read_end = end
     dividend_dates = usable.loc[usable["action_type"] == "dividend", "ex_date"]
     if adjust == "total_return" and not dividend_dates.empty:
         read_end = max(end, max(dividend_dates) - dt.timedelta(days=1))
     try:
-        daily = quicklook.read_daily(config, symbols, start, read_end)
+        daily = quicklook.read_daily(config, symbols, start, read_end, as_of_run=as_of_run)
     except (NoSuchTableError, NoSuchNamespaceError) as exc:
         raise ConfigError(
             f"no table {config.namespace}.monthly_stock_prices in the warehouse {config.warehouse}: "
@@ -369,12 +378,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--end", required=True, help="last day, YYYY-MM-DD")
     parser.add_argument("--adjust", default="split", choices=ADJUSTMENTS, help="default: split")
     parser.add_argument("--as-of", help="apply only the actions with ex_date on or before this day, YYYY-MM-DD")
+    parser.add_argument("--as-of-run", help="read the tables as the run of this ds published them (its run-<ds> tag)")
     parser.add_argument("-f", "--parameters-file", help="params YAML (default: params/local.yaml of the repository)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     args = parser.parse_args(argv)
     try:
         args.start, args.end = parse_ds(args.start, "--start"), parse_ds(args.end, "--end")
         args.as_of = parse_ds(args.as_of, "--as-of") if args.as_of is not None else None
+        args.as_of_run = parse_ds(args.as_of_run, "--as-of-run") if args.as_of_run is not None else None
         if args.start > args.end:
             raise ConfigError(f"--start ({args.start}) is after --end ({args.end})")
         args.config = _config(args)
@@ -396,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="lib.prices: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     try:
-        frame = read(args.config, args.symbols, args.start, args.end, adjust=args.adjust, as_of=args.as_of)
+        frame = read(args.config, args.symbols, args.start, args.end, adjust=args.adjust, as_of=args.as_of,
+                     as_of_run=args.as_of_run)  # fmt: skip
     except ConfigError as exc:
         print(f"python -m lib.prices: error: {exc}", file=sys.stderr)
         return 2

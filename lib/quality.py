@@ -687,11 +687,11 @@ def failed_errors(results: list[CheckResult]) -> list[CheckResult]:
     return [r for r in results if r.severity == "error" and r.status == "fail"]
 
 
-def enforce_gate(results: list[CheckResult], ds: dt.date | None = None) -> None:
-    """Raise QualityGateError naming every failed error-severity check; warn-severity failures pass."""
+def enforce_gate(results: list[CheckResult], ds: dt.date | None = None, advice: str = "") -> None:
+    """Raise QualityGateError naming every failed error-severity check (then `advice`); warn-severity failures pass."""
     failed = failed_errors(results)
     if not failed:
         return
     named = ", ".join(f"{r.name} on {r.table_name} ({r.failed_rows} rows)" for r in failed)
     where = f"ds {ds}" if ds is not None else "this run's ds"
-    raise QualityGateError(f"quality gate failed: {named}; see quality_results for {where}")
+    raise QualityGateError(f"quality gate failed: {named}; see quality_results for {where}" + (f". {advice}" if advice else ""))

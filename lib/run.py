@@ -42,6 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--per-day", action="store_true", help="one run per market day of start_ds..ds, in order; complete days are skipped"
     )
     parser.add_argument("--force", action="store_true", help="with --per-day: re-run days whose record is complete")
+    parser.add_argument(
+        "--no-audit", action="store_true",
+        help="write main directly (default: stage each run's market data on the branch audit_<ds>, published by 03_quality)",
+    )  # fmt: skip
     parser.add_argument("--runs-root", help="where run records and runs/index.html go (default: runs, or run_dir's parent)")
     parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)  # tests: fixture notebooks
     args = parser.parse_args(argv)
@@ -85,7 +89,19 @@ def resolve_parameters(args: argparse.Namespace) -> dict:
     config = RunConfig.from_params(**params)  # refuses bad input before any notebook starts
     params["ds"], params["start_ds"] = str(config.ds), str(config.start_ds)
     params["run_dir"] = config.run_dir
+    if args.no_audit:
+        params["wap_branch"] = ""
+    elif not params.get("wap_branch"):
+        # Write-audit-publish by default: a branch named for the run (per day: for each day, see main_per_day).
+        params["wap_branch"] = branch_for_run(config.ds, config.start_ds)
+        args.default_branch = True
     return params
+
+
+def branch_for_run(ds: dt.date, start_ds: dt.date) -> str:
+    from lib.wap import branch_for_run as named
+
+    return named(ds, start_ds)
 
 
 def runs_root_for(args: argparse.Namespace, params: dict) -> Path:
@@ -265,6 +281,47 @@ def quality_summary(params: dict) -> dict | None:
     }
 
 
+def main_snapshots(params: dict) -> dict[str, int | None]:
+    """Table name -> the snapshot id of main after the run (None: a table main never wrote)."""
+    from lib.catalog import SCHEMAS
+
+    cat, config = _catalog(params)
+    if cat is None:
+        return {}
+    found = {}
+    for name in SCHEMAS:
+        try:
+            snapshot = cat.load_table(f"{config.namespace}.{name}").current_snapshot()
+        except Exception:  # a table the run did not reach
+            continue
+        found[name] = snapshot.snapshot_id if snapshot else None
+    return found
+
+
+def audit_state(params: dict, config: RunConfig, notebooks: list[dict]) -> dict | None:
+    """The run's write-audit-publish outcome: its branch, whether main got it, and, when not, how to look at it."""
+    if not config.wap_branch:
+        return None
+    from lib import wap
+    from lib.catalog import WAP_TABLES
+
+    cat, _ = _catalog(params)
+    staged = []
+    if cat is not None:
+        for name in WAP_TABLES:
+            try:
+                table = cat.load_table(f"{config.namespace}.{name}")
+            except Exception:
+                continue
+            if config.wap_branch in table.metadata.refs:
+                staged.append(name)
+    published = any(r["notebook"] == "03_quality" and r["status"] == "ok" for r in notebooks) and not staged
+    state = {"branch": config.wap_branch, "published": published, "staged_tables": staged}
+    if staged:
+        state["inspect"] = wap.inspect_hint(config, params_file="params/local.yaml")
+    return state
+
+
 CALLS_LINE = re.compile(r"([\d,]+) tickers, ([\d,]+) calls \(.*?(\d+) retries\)")
 
 
@@ -380,6 +437,8 @@ def write_record(params: dict, notebooks: list[dict], mode: str, started_at: str
         "calls": ingest_calls(run_dir) if finished and "01_ingest" in ran else None,
         "quality": quality_summary(params) if finished and "03_quality" in succeeded else None,
         "figures": sorted(p.name for p in (run_dir / "figures").glob("*.png")),
+        "snapshots": main_snapshots(params) if finished else {},
+        "audit": audit_state(params, config, notebooks) if finished else None,
         "versions": versions(),
     }
     (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str))
@@ -450,6 +509,10 @@ def main_range(args: argparse.Namespace, params: dict) -> int:
     not_run = [r["notebook"] for r in record["notebooks"] if r["status"] == "not run"]
     if not_run:
         print(f"  not run: {', '.join(not_run)}")
+    audit = record.get("audit") or {}
+    if audit.get("staged_tables"):
+        print(f"  not published: {', '.join(audit['staged_tables'])} stay on the branch {audit['branch']}; main is unchanged")
+        print(f"  {audit['inspect']}")
     if ok:  # after a failure the span's rows may be an earlier run's: run.json keeps them, the summary claims none
         for name, counts in record["tables"].items():
             print(f"  {name:<22} {counts['total_rows']:>10,} rows ({counts['run_rows']:,} in this run's span)")
@@ -485,6 +548,8 @@ def main_per_day(args: argparse.Namespace, params: dict) -> int:
                 outcomes.append(Outcome(ds, "not trading"))
                 continue
             day_params = dict(params, ds=ds, start_ds=ds, run_dir=str(runs_root / ds))
+            if getattr(args, "default_branch", False):
+                day_params["wap_branch"] = branch_for_run(day, day)
             run_dir = _at_repo(day_params["run_dir"])
             if failed:
                 outcomes.append(Outcome(ds, "not run", run_dir))

@@ -10,7 +10,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lib import catalog, ingest
+from lib import catalog, ingest, wap
 from lib.config import RunConfig
 from lib.errors import ConfigError, MissingInputError
 from lib.polygon import ClientSettings, PolygonClient
@@ -257,13 +257,10 @@ def run_rollup(
     months = sorted({monthly.month_start(d) for d in days})
     if not days:
         return RollupReport([], [], 0, 0, time.monotonic() - started, pd.DataFrame())
-    prices = span_table(spark, config, "stock_prices")
-    existing = catalog.read_table(spark, config, "monthly_stock_prices").filter(F.col("month_start").isin(months))
-    # Checkpoint: the new arrays are computed from the table they replace.
-    updated = monthly.apply_days(prices, existing, days).localCheckpoint(eager=True)
-    catalog.overwrite_partitions(config, "monthly_stock_prices", updated)
+    wap.rebuild_months(spark, config)
     maintenance = None
-    if keep_snapshots is not None:
+    # On an audit branch the table is maintained when 03_quality publishes it (maintenance commits to main).
+    if keep_snapshots is not None and not catalog.staged(config, "monthly_stock_prices"):
         written_months = f"month_start >= '{months[0]}' AND month_start <= '{months[-1]}'"
         maintenance = catalog.maintain(spark, config, "monthly_stock_prices", keep_last=keep_snapshots, where=written_months)
 
@@ -340,6 +337,7 @@ def rollup_checks(spark: SparkSession, config: RunConfig) -> list:
     )
     results = quality.run_checks(only_monthly, config.ds, config.span_days, config.quality,
                                  only=["duplicates", "array_integrity"])  # fmt: skip
+    quality.release(results)  # only the statuses and details are read; see run_quality
     return [r for r in results if r.table_name == "monthly_stock_prices"]
 
 
@@ -400,7 +398,21 @@ def run_quality(spark: SparkSession, config: RunConfig, history_runs: int = 30, 
         .toPandas()
     )
     failing_rows = {f"{r.name} on {r.table_name}": r.failures.limit(10).toPandas() for r in results if r.status == "fail"}
+    # The failures frames stay cached until released: a cached plan over an audit branch outlives the branch
+    # (03 drops it when publishing), and Spark's cache refresh after a later write would scan it again.
+    quality.release(results)
     return QualityReport(results, table, history, coverage, failing_rows)
+
+
+def publish(spark: SparkSession, config: RunConfig, report: QualityReport) -> wap.PublishReport:
+    """The gate, then the publish: raise QualityGateError when an error-severity check failed (main untouched, the
+    audit branch kept, the message says how to inspect, publish or drop it); else publish the run's branch to main
+    and tag it run-<ds> (lib.wap.publish; with no wap_branch, main is only tagged)."""
+    from lib import quality
+
+    advice = wap.inspect_hint(config) if wap.staged_tables(spark, config) else ""
+    quality.enforce_gate(report.results, config.ds, advice=advice)
+    return wap.publish(spark, config)
 
 
 @dataclasses.dataclass
@@ -434,6 +446,7 @@ _TREND_WARM_UP_DAYS = 320
 def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date, adjust: str = "raw") -> DataFrame:
     """Daily rows from start..ds, read by exploding the monthly arrays (the table analysts query), adjusted as
     lib.prices does (`raw`, `split` or `total_return`) with the corporate actions known by ds."""
+    config = wap.on_main(config)  # analysis reads main: only published, audited data
     from lib import monthly, prices
 
     read_from = start - dt.timedelta(days=_BAR_BEFORE_DAYS) if adjust != "raw" else start
@@ -452,6 +465,7 @@ def run_trends(
     spark: SparkSession, config: RunConfig, lookback_days: int = 365, volatility_window: int = 20, anomaly_z: float = 3.5
 ) -> TrendsReport:
     """The analytics of 04_trends, computed in Spark; only small per-symbol aggregates come back as pandas."""
+    config = wap.on_main(config)  # analysis reads main: only published, audited data
     from lib import trends
 
     start = min(config.start_ds, config.ds - dt.timedelta(days=lookback_days))
@@ -528,6 +542,7 @@ def adjusted_history(
 ) -> DataFrame:
     """stock_prices from `start` (default: the first bar) through ds, bars with a close only, adjusted as lib.prices
     does with the actions known by ds (`adjust`: raw, split or total_return; volume divided by the split factor)."""
+    config = wap.on_main(config)  # analysis reads main: only published, audited data
     from lib import prices
 
     daily = catalog.read_table(spark, config, "stock_prices").filter(
@@ -556,6 +571,7 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
     The recursions (Wilder, EMA) start at a symbol's first stored bar, so a day's values do not depend on the
     span that computed them: a daily run and a backfill write the same numbers.
     """
+    config = wap.on_main(config)  # analysis reads main: only published, audited data
     from lib import indicators
 
     started = time.monotonic()
@@ -587,6 +603,7 @@ def run_anomalies(
     `thresholds` ({"return": 5.0, ...}, |robust z| above which a day is flagged) and `window` (trailing bars)
     default to lib.anomalies.DEFAULT_THRESHOLDS and DEFAULT_WINDOW.
     """
+    config = wap.on_main(config)  # analysis reads main: only published, audited data
     from lib import anomalies
 
     started = time.monotonic()
@@ -640,6 +657,7 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
     the top_n by dollar volume over the span. Writes `forecasts` (replacing origins start_ds..ds) and this ds's
     `forecast_metrics`, computed from the forecasts just written whose actual is known.
     """
+    config = wap.on_main(config)  # analysis reads main: only published, audited data
     from lib import forecast, trends
 
     started = time.monotonic()

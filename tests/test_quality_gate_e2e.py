@@ -50,3 +50,17 @@ def test_defective_bars_fail_the_quality_notebook(tmp_path):
     # the notebook's error names the failed checks
     executed = (tmp_path / "run" / "03_quality.ipynb").read_text()
     assert "quality gate failed" in executed and "volume_non_negative on stock_prices (1 rows)" in executed
+
+    # write-audit-publish: nothing reached main, the branch is there to inspect, the run says how
+    branch = "audit_2024_03_01_2024_03_05"
+    for name in ("stock_tickers", "corporate_actions", "raw_daily_bars", "stock_prices", "monthly_stock_prices"):
+        table = cat.load_table(f"stocks.{name}")
+        assert table.current_snapshot() is None, f"{name}: the failed run reached main"
+        assert branch in table.metadata.refs, f"{name}: no branch {branch} to inspect"
+    staged = cat.load_table("stocks.stock_prices")
+    bars = staged.scan(snapshot_id=staged.snapshot_by_name(branch).snapshot_id).to_pandas()
+    assert (bars["volume"] < 0).sum() == 1, "the branch does not hold what the run staged"
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["audit"]["branch"] == branch and not record["audit"]["published"]
+    assert f"python -m lib.wap drop --branch {branch}" in record["audit"]["inspect"]
+    assert "not published" in output and f"python -m lib.wap publish --branch {branch}" in output

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("notebook", help="e.g. notebooks/01_ingest.ipynb")
         sub.add_argument("-f", "--parameters-file", default="params/glue.yaml", help="params YAML with a glue: section")
         sub.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+        sub.add_argument(
+            "--no-audit", action="store_true",
+            help="write main directly (default: 01/02 stage on the branch audit_<ds>, 03 publishes it)",
+        )  # fmt: skip
         if name == "submit":
             sub.add_argument("--wait", action="store_true", help="poll until the run ends; exit 0 only if it SUCCEEDED")
             sub.add_argument("--poll-seconds", type=float, default=5.0, help="first polling interval, doubled up to 60s")
@@ -82,6 +86,7 @@ def prepare(args, need_settings: bool) -> Prepared:
         params.pop(deploy.GLUE_SECTION, None)
     overrides = {name: parse_value(value) for name, value in args.parameter}
     notebook = notebook_path(args.notebook)
+    audit_branch(notebook, params, overrides, getattr(args, "no_audit", False))
     nb = prepare_notebook(notebook, {**params, **overrides}, explicit=tuple(overrides))
     values = parameter_values(nb)
     known = {f.name for f in dataclasses.fields(RunConfig)}
@@ -89,14 +94,35 @@ def prepare(args, need_settings: bool) -> Prepared:
     return Prepared(notebook, nb, values, overrides, settings)
 
 
+def audit_branch(notebook: Path, params: dict, overrides: dict, no_audit: bool) -> None:
+    """Write-audit-publish on Glue as in the batch runner: the run's branch (audit_<ds>) as a job argument, so a
+    run started with another --ds still names its own; --no-audit writes main."""
+    import papermill
+
+    from lib.config import parse_ds
+    from lib.wap import branch_for_run
+
+    if "wap_branch" not in papermill.inspect_notebook(str(notebook)):
+        return
+    if no_audit:
+        overrides["wap_branch"] = ""
+    elif not overrides.get("wap_branch") and not params.get("wap_branch"):
+        ds = parse_ds(overrides.get("ds", params.get("ds")), "ds")
+        start = overrides.get("start_ds", params.get("start_ds"))
+        overrides["wap_branch"] = branch_for_run(ds, parse_ds(start, "start_ds") if start else ds)
+
+
 def refuse_key_in(texts: list[str]) -> None:
-    """The Polygon key travels only through Secrets Manager: never in a script, an argument or a notebook."""
-    key = os.environ.get("POLYGON_API_KEY", "")
-    if key and any(key in text for text in texts):
-        raise ConfigError(
-            "the Polygon API key appears in the job's parameters: pass the name of a Secrets Manager secret "
-            "with -p api_key_secret_id NAME instead, never the key."
-        )
+    """The API key travels only through Secrets Manager: never in a script, an argument or a notebook."""
+    from lib.secrets import ENV_VARS
+
+    for variable in ENV_VARS:
+        key = os.environ.get(variable, "")
+        if key and any(key in text for text in texts):
+            raise ConfigError(
+                f"the API key (${variable}) appears in the job's parameters: pass the name of a Secrets Manager "
+                "secret with -p api_key_secret_id NAME instead, never the key."
+            )
 
 
 def run_arguments(prepared: Prepared) -> dict[str, str]:
