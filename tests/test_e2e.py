@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lib.catalog import SCHEMAS
+from tests.test_security import CANARY
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent
@@ -19,23 +20,49 @@ START, DS = "2024-02-27", "2024-03-05"  # crosses a month boundary; 2024-02-29 e
 TICKERS = 25
 
 
-def run_pipeline(warehouse: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "POLYGON_API_KEY"}
+def run_pipeline(simulator, warehouse: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`make run` with a key: the canary, under both names, against a simulator that accepts only it."""
+    env = dict(os.environ, MASSIVE_API_KEY=CANARY, POLYGON_API_KEY=CANARY)  # both names, the same key: fine
     command = [
         sys.executable, "-m", "lib.run", "-f", "params/local.yaml", "--ds", DS, "--start-ds", START,
-        "-p", "warehouse", str(warehouse), "-p", "run_dir", str(run_dir), "-p", "simulator_tickers", str(TICKERS),
+        "-p", "warehouse", str(warehouse), "-p", "run_dir", str(run_dir), "-p", "api_base_url", simulator.base_url,
         *extra,
     ]  # fmt: skip
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
+    """One run of every notebook, shared by the tests of this file (the canary test searches all it produced)."""
+    from lib.simulator.process import SimulatorProcess
+
     root = tmp_path_factory.mktemp("e2e")
     warehouse, run_dir = root / "warehouse", root / "runs" / DS
-    first = run_pipeline(warehouse, run_dir)
-    assert first.returncode == 0, f"make-run equivalent failed:\n{first.stdout[-3000:]}\n{first.stderr[-3000:]}"
-    return {"warehouse": warehouse, "run_dir": run_dir, "stdout": first.stdout, "stderr": first.stderr}
+    with SimulatorProcess(tickers=TICKERS, api_key=CANARY) as simulator:
+        first = run_pipeline(simulator, warehouse, run_dir)
+        assert first.returncode == 0, f"make-run equivalent failed:\n{first.stdout[-3000:]}\n{first.stderr[-3000:]}"
+        yield {"root": root, "warehouse": warehouse, "run_dir": run_dir, "stdout": first.stdout, "stderr": first.stderr,
+               "simulator": simulator}  # fmt: skip
+
+
+def test_canary_key_leaves_no_trace_in_anything_a_run_produces(pipeline):
+    """The run above used a canary key; every byte it wrote is searched for it, and every cell of every table."""
+    root, warehouse, run_dir = pipeline["root"], pipeline["warehouse"], pipeline["run_dir"]
+    # The run really used the key: the simulator accepts only the canary, and the tables hold its bars.
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["tables"]["stock_prices"]["total_rows"] > 0, record["tables"]
+    assert [n["notebook"] for n in record["notebooks"]] == ["01_ingest", "02_monthly_rollup", "03_quality", "04_trends",
+                                                           "05_forecast"]  # fmt: skip
+    produced = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".parquet" for p in produced) and any(p.name.endswith(".metadata.json") for p in produced)
+    assert any(p.suffix == ".ipynb" for p in produced) and any(p.suffix == ".png" for p in produced)
+    needle = CANARY.encode()
+    hits = [str(p) for p in produced if needle in p.read_bytes()]
+    assert hits == [], f"the key was written to {hits}"
+    assert CANARY not in pipeline["stdout"] and CANARY not in pipeline["stderr"]
+    # Parquet pages are compressed, so also read every cell of every table back.
+    for name, frame in pyiceberg_tables(warehouse).items():
+        assert CANARY not in frame.astype(str).to_csv(), f"the key is stored in {name}"
 
 
 def pyiceberg_tables(warehouse: Path) -> dict:
@@ -55,6 +82,25 @@ def test_run_record_holds_executed_notebooks_and_figures(pipeline):
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "ok"
     assert "succeeded" in pipeline["stdout"]
+
+
+def test_the_run_was_staged_audited_and_published(pipeline):
+    """make run writes on audit_<start>_<ds>, and 03_quality publishes it: main holds the data, the branch is gone,
+    main is tagged run-<ds>, and run.json records each table's main snapshot."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse = pipeline["warehouse"]
+    record = json.loads((pipeline["run_dir"] / "run.json").read_text())
+    branch = "audit_2024_02_27_2024_03_05"
+    assert record["parameters"]["wap_branch"] == branch
+    assert record["audit"] == {"branch": branch, "published": True, "staged_tables": []}
+    cat = SqlCatalog("local", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.resolve().as_uri())
+    for name in ("stock_tickers", "corporate_actions", "raw_daily_bars", "stock_prices", "monthly_stock_prices"):
+        table = cat.load_table(f"stocks.{name}")
+        assert branch not in table.metadata.refs, f"{name} kept the audit branch"
+        assert table.snapshot_by_name(f"run-{DS}").snapshot_id == table.current_snapshot().snapshot_id
+        assert record["snapshots"][name] == table.current_snapshot().snapshot_id
+    assert "03_quality ok" in pipeline["stdout"]
 
 
 def test_the_run_prints_only_what_a_user_can_act_on(pipeline):
@@ -162,8 +208,10 @@ def _load_duckdb_iceberg(con) -> None:
 
 
 def test_rerun_of_the_same_ds_leaves_the_same_tables(pipeline):
+    """The notebooks that write market data, run again for the same span: not one row changes."""
     before = pyiceberg_tables(pipeline["warehouse"])
-    again = run_pipeline(pipeline["warehouse"], pipeline["run_dir"].parent / "rerun")
+    again = run_pipeline(pipeline["simulator"], pipeline["warehouse"], pipeline["run_dir"].parent / "rerun",
+                         "--notebooks", "01_ingest", "02_monthly_rollup", "03_quality")  # fmt: skip
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     after = pyiceberg_tables(pipeline["warehouse"])
     for name in ("stock_prices", "monthly_stock_prices", "stock_tickers", "raw_daily_bars"):

@@ -8,10 +8,7 @@ import http.server
 import io
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -365,40 +362,5 @@ def test_runner_with_a_key_targets_massive_unless_told_otherwise(no_env_key, tmp
 # -- the canary run -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.e2e
-@pytest.mark.timeout(2400)
-def test_canary_key_leaves_no_trace_in_anything_a_run_produces(tmp_path):
-    """All the notebooks with a canary key, then every byte the run wrote is searched for it."""
-    from lib.simulator.process import SimulatorProcess
-
-    warehouse, run_dir = tmp_path / "warehouse", tmp_path / "runs" / "2024-03-28"
-    env = dict(os.environ, MASSIVE_API_KEY=CANARY, POLYGON_API_KEY=CANARY)  # both names, the same key: fine
-    with SimulatorProcess(tickers=5, api_key=CANARY) as simulator:
-        command = [
-            sys.executable, "-m", "lib.run", "-f", "params/local.yaml", "--ds", "2024-03-28", "--start-ds", "2024-03-25",
-            "-p", "warehouse", str(warehouse), "-p", "run_dir", str(run_dir), "-p", "api_base_url", simulator.base_url,
-        ]  # fmt: skip
-        run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
-    assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    # The run really used the key: the simulator accepts only the canary, and the tables hold its bars.
-    record = json.loads((run_dir / "run.json").read_text())
-    assert record["tables"]["stock_prices"]["total_rows"] > 0, record["tables"]
-    assert [n["notebook"] for n in record["notebooks"]] == ["01_ingest", "02_monthly_rollup", "03_quality", "04_trends",
-                                                           "05_forecast"]  # fmt: skip
-
-    produced = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".parquet" for p in produced) and any(p.name.endswith(".metadata.json") for p in produced)
-    assert any(p.suffix == ".ipynb" for p in produced) and any(p.suffix == ".png" for p in produced)
-    needle = CANARY.encode()
-    hits = [str(p) for p in produced if needle in p.read_bytes()]
-    assert hits == [], f"the key was written to {hits}"
-    assert CANARY not in run.stdout and CANARY not in run.stderr
-    # Parquet pages are compressed, so also read every cell of every table back.
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    from lib.catalog import SCHEMAS
-
-    cat = SqlCatalog("local", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.resolve().as_uri())
-    for name in SCHEMAS:
-        cells = cat.load_table(f"stocks.{name}").scan().to_pandas().astype(str).to_csv()
-        assert CANARY not in cells, f"the key is stored in {name}"
+# The canary run of every notebook: tests/test_e2e.py::test_canary_key_leaves_no_trace_in_anything_a_run_produces
+# (it shares the end-to-end run instead of running the pipeline a second time).
