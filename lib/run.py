@@ -91,11 +91,24 @@ def resolve_parameters(args: argparse.Namespace) -> dict:
     params["run_dir"] = config.run_dir
     if args.no_audit:
         params["wap_branch"] = ""
+    elif "03_quality" not in args.notebooks and not params.get("wap_branch"):
+        # No audit in this run, so nothing would publish a branch: the notebooks write main, as --no-audit.
+        params["wap_branch"] = ""
     elif not params.get("wap_branch"):
         # Write-audit-publish by default: a branch named for the run (per day: for each day, see main_per_day).
         params["wap_branch"] = branch_for_run(config.ds, config.start_ds)
         args.default_branch = True
     return params
+
+
+def audit_line(params: dict, notebooks: list[str], each_day: bool = False) -> str:
+    """What the run does with its writes: staged on a branch for 03_quality, or straight to main (and why)."""
+    if params.get("wap_branch"):
+        branch = "audit_<ds> of each day" if each_day else params["wap_branch"]
+        return (f"write-audit-publish: market data staged on the branch {branch}, "
+                "published to main only if 03_quality passes (--no-audit writes main)")  # fmt: skip
+    why = "--no-audit" if "03_quality" in notebooks else "no 03_quality in this run"
+    return f"writing main directly ({why}): readers see this run's data before any audit"
 
 
 def branch_for_run(ds: dt.date, start_ds: dt.date) -> str:
@@ -216,7 +229,11 @@ def table_rows(params: dict) -> dict[str, dict[str, int]]:
         "monthly_stock_prices": ("month_start", " or ".join(f"month_start = '{m}'" for m in months)),
         **{name: ("ds", f"ds = '{config.ds}'") for name in DS_TABLES},
         "corporate_actions": ("last_seen_ds", f"last_seen_ds = '{config.ds}'"),  # the actions this run saw
-    }
+        # lib.stream's tables, by the span's UTC days (a session's minutes all fall on its UTC date).
+        **{name: (column, f"{column} >= '{config.start_ds}T00:00:00+00:00' and "
+                          f"{column} < '{config.ds + dt.timedelta(days=1)}T00:00:00+00:00'")
+           for name, column in (("minute_bars", "window_start"), ("minute_bar_gaps", "last_window_end"))},
+    }  # fmt: skip
     rows = {}
     for name in SCHEMAS:
         try:
@@ -494,6 +511,7 @@ def main_range(args: argparse.Namespace, params: dict) -> int:
     source = params.get("api_base_url") or "the bundled simulator"
     run_dir = _at_repo(params["run_dir"])
     print(f"range run {params['start_ds']}..{params['ds']} against {source}; record in {run_dir}/")
+    print(audit_line(params, args.notebooks))
     progress = _progress(len(args.notebooks))
     try:
         record = run_once(params, args.notebooks, _at_repo(args.notebooks_dir), "range", progress.write, progress, False)
@@ -537,6 +555,7 @@ def main_per_day(args: argparse.Namespace, params: dict) -> int:
         f"per-day runs {start}..{end}: {len(market_days)} market day(s) of {len(calendar_days)} against {source}; "
         f"records in {runs_root}/<ds>/"
     )
+    print(audit_line(params, args.notebooks, each_day=getattr(args, "default_branch", False)))
     outcomes: list[Outcome] = []
     progress = _progress(len(market_days) * len(args.notebooks))
     failed = False
