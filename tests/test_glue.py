@@ -283,6 +283,15 @@ def test_conversion_drops_magics_and_display_only_lines(tmp_path):
     assert cell_to_code("%%bash\nls", "cell").startswith("# IPython cell magic")
 
 
+def test_glue_runs_write_audit_publish_by_default(tmp_path):
+    """As the batch runner: each job writes on the run's branch, named for the ds a run is started with."""
+    for flags, branch in (([], "audit_2024_03_25_2024_03_28"), (["--no-audit"], "")):
+        script = tmp_path / f"01_ingest{len(flags)}.py"
+        assert main(["script", "notebooks/01_ingest.ipynb", "-f", "params/glue.yaml", "-p", "ds", "2024-03-28",
+                     "-p", "start_ds", "2024-03-25", "-o", str(script), *flags]) == 0  # fmt: skip
+        assert f"wap_branch = {branch!r}".replace("'", '"') in script.read_text()
+
+
 def pyiceberg_rows(warehouse: Path, table: str):
     from lib.catalog import pyiceberg_catalog
     from lib.config import RunConfig
@@ -306,8 +315,9 @@ def test_generated_scripts_write_what_the_notebooks_write(tmp_path):
     script_warehouse, notebook_warehouse = tmp_path / "script-warehouse", tmp_path / "notebook-warehouse"
     for name in ("01_ingest", "02_monthly_rollup"):
         script = tmp_path / f"{name}.py"
+        # --no-audit: both sides write main (with the default, the scripts stage on audit_<start>_<ds> for 03)
         assert main(["script", f"notebooks/{name}.ipynb", "-f", "params/glue.yaml", "-p", "ds", DS,
-                     "-p", "start_ds", START, "-o", str(script)]) == 0  # fmt: skip
+                     "-p", "start_ds", START, "-o", str(script), "--no-audit"]) == 0  # fmt: skip
         job_arguments = [f"--{k}={v}" for k, v in local.items()] + [
             "--warehouse", str(script_warehouse), "--run_dir", str(tmp_path / "script-run"), "--simulator_tickers", "10",
         ]  # fmt: skip

@@ -61,6 +61,7 @@ BAD_VALUES: dict[str, list] = {
     "stream_url": ["http://socket.polygon.io", "ws://", "wss://u:p@h/stocks", "wss://h:99999", "wss://h/?apiKey=k",
                    "socket.polygon.io", 5, "wss://h o"],  # fmt: skip
     "horizon_days": [0, 251, "week", True, 1.5, None, -5],
+    "keep_run_tags_days": [0, 36_501, "month", True, 1.5, None, -1],
 }
 
 # Obvious string forms, as papermill -p and Glue job arguments give them, and the value they become.
