@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PARAMS ?= params/local.yaml
 
-.PHONY: setup run test test-fast lab dashboard bench lint clean-runs cluster cluster-stop
+.PHONY: setup run test test-fast lab dashboard stream bench lint clean-runs cluster cluster-stop
 
 $(STAMP): requirements.lock pyproject.toml scripts/setup.sh
 	@bash scripts/setup.sh "$(PYTHON)" "$(VENV)"
@@ -40,6 +40,15 @@ cluster-stop:
 # The dashboard over the warehouse on 127.0.0.1; DASHBOARD_ARGS passes options, e.g. make dashboard DASHBOARD_ARGS="--port 8051 -p warehouse /tmp/wh".
 dashboard: $(STAMP)
 	$(PY) -m lib.dashboard -f $(PARAMS) $(DASHBOARD_ARGS)
+
+# A simulated day's minute bars into minute_bars: lib.stream starts the simulator, whose websocket feed plays the session
+# of ds (390 minutes, STREAM_SPEED a second) with two dropped connections, duplicates and corrections, and stops after it.
+# STREAM_ARGS passes more, e.g. make stream STREAM_ARGS="-p ds 2024-03-28 --symbols AM.AAPL,AM.MSFT".
+STREAM_SPEED ?= 30
+STREAM_FAULTS ?= "feed_drops": "120,260", "feed_duplicate_rate": 0.01, "feed_correct_rate": 0.01
+stream: $(STAMP)
+	$(PY) -m lib.stream -f $(PARAMS) -p simulator_options '{"feed_minutes_per_second": $(STREAM_SPEED), $(STREAM_FAULTS)}' \
+		--for-seconds $$(( 390 / $(STREAM_SPEED) + 30 )) $(STREAM_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)

@@ -171,6 +171,49 @@ TABLE_PROPERTIES = {
 }
 
 
+# Real-time minute bars (lib.stream): one row per symbol and window_start (UTC instants), the latest received; and the
+# gaps of the feed (it does not replay what was sent while the stream was away), one row per gap.
+SCHEMAS["minute_bars"] = T.StructType(
+    [T.StructField("symbol", T.StringType()), T.StructField("window_start", T.TimestampType()),
+     T.StructField("window_end", T.TimestampType())]
+    + [T.StructField(name, T.DoubleType()) for name in ("open", "high", "low", "close", "volume", "vwap")]
+    + [T.StructField("transactions", T.LongType()), T.StructField("received_at", T.TimestampType())]
+)  # fmt: skip
+SCHEMAS["minute_bar_gaps"] = T.StructType(
+    [T.StructField("gap_id", T.StringType()), T.StructField("reason", T.StringType())]
+    + [T.StructField(name, T.TimestampType())
+       for name in ("disconnected_at", "reconnected_at", "last_window_end", "next_window_start")]
+    + [T.StructField("missed_minutes", T.LongType()), T.StructField("recorded_at", T.TimestampType())]
+)  # fmt: skip
+PARTITIONING.update({"minute_bars": "days(window_start)", "minute_bar_gaps": None})
+WRITE_ORDER["minute_bars"] = "symbol, window_start"
+
+
+def merge_latest(spark: SparkSession, config: RunConfig, name: str, df: DataFrame, keys: tuple[str, ...],
+                 order_column: str, target_range: tuple[str, str, str] | None = None) -> None:  # fmt: skip
+    """Upsert `df` into table `name` by `keys`: a new key is inserted, a stored one replaced only by a row with a
+    later `order_column` (so merging the same rows again changes nothing): one commit. `df` holds one row per key.
+
+    target_range (column, low, high): every row of `df` has the timestamp column within low..high (text in the
+    session time zone, as Spark formats it), so the MERGE reads only the data files whose statistics overlap that
+    range (a stream's micro-batch touches its last few minutes)."""
+    source = conform(df, name)
+    view = f"{name}_batch_{random.randrange(1 << 30)}"
+    source.createOrReplaceTempView(view)
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    if target_range is not None:
+        column, low, high = target_range
+        on += f" AND t.`{column}` BETWEEN TIMESTAMP '{low}' AND TIMESTAMP '{high}'"
+    merge = (
+        f"MERGE INTO {table_identifier(config, name)} t USING {view} s ON {on} "
+        f"WHEN MATCHED AND s.`{order_column}` > t.`{order_column}` THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+    )
+    try:
+        with_commit_retry(name, lambda: spark.sql(merge))
+    finally:
+        spark.catalog.dropTempView(view)
+
+
 # Signs that a commit lost a race (another run committed first, or SQLite held the catalog): nothing
 # of the write was committed, and every write here is an idempotent replace, so trying again is safe.
 RETRYABLE_COMMIT_ERRORS = ("CommitFailedException", "ValidationException", "SQLITE_BUSY", "database is locked",

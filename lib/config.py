@@ -352,6 +352,11 @@ SIMULATOR_OPTIONS: dict[str, Callable[[str, str, Any], Any]] = {
     "fault_seed": _optional_seed,
     "defects": _defects,
     "as_of": lambda n, f, v: _option_date(n, f, v),
+    # The websocket feed (lib.simulator.feed, for lib.stream): its clock and its faults.
+    "feed_minutes_per_second": lambda n, f, v: _number(n, v, 0, 100_000, 30, above_low=True, field=f),
+    "feed_drops": lambda n, f, v: ",".join(str(_integer(n, m, 0, 389, 120, field=f)) for m in str(v).split(",") if m.strip()),
+    "feed_duplicate_rate": lambda n, f, v: _number(n, v, 0, 1, 0.02, field=f),
+    "feed_correct_rate": lambda n, f, v: _number(n, v, 0, 1, 0.02, field=f),
 }
 
 

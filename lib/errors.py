@@ -109,3 +109,11 @@ class ApiKeyConflictError(ConfigError):
             f"to send, so it stopped before any request. {action[:1].upper()}{action[1:]} {drop} to use {keep}, "
             "or set both to the same key."
         )
+
+
+class StreamError(WorkspaceError):
+    """The websocket feed or the streaming query cannot go on (lib.stream)."""
+
+
+class StreamAuthError(StreamError):
+    """The feed refused the key (auth_failed): never retried, like a 401."""

@@ -683,3 +683,30 @@ def forecast_error_by_horizon(metrics: pd.DataFrame) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _legend_outside(skill_ax)
     return fig
+
+
+def intraday_minute_bars(df: pd.DataFrame, max_symbols: int = 4) -> Figure:
+    """A day's minute closes (top, one line per symbol, as a multiple of its first close) and volume per minute
+    (bottom), in New York time.
+
+    Needs `symbol`, `window_start` (UTC instants), `close`, `volume` (minute_bars rows of one day).
+    """
+    title = "Minute bars"
+    if df.empty:
+        return _no_data_figure(f"{title}: none stored for this day (make stream lands a simulated day)")
+    _require_columns(df, ["symbol", "window_start", "close", "volume"], "intraday_minute_bars")
+    fig = _figure()
+    fig.suptitle(title)
+    price_ax, volume_ax = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+    for symbol in _symbols(df, max_symbols):
+        rows = df[df["symbol"] == symbol].sort_values("window_start")
+        times = pd.to_datetime(rows["window_start"], utc=True).dt.tz_convert("America/New_York").dt.tz_localize(None)
+        price_ax.plot(times, rows["close"] / rows["close"].iloc[0], linewidth=0.9, label=symbol)
+        volume_ax.plot(times, rows["volume"], linewidth=0.6, label=symbol)
+    price_ax.set_ylabel("Close / first close")
+    volume_ax.set_ylabel("Volume per minute")
+    volume_ax.yaxis.set_major_formatter(EngFormatter())
+    volume_ax.set_xlabel("New York time")
+    volume_ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    _legend_outside(price_ax)
+    return fig

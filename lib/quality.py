@@ -46,6 +46,8 @@ DEFAULT_THRESHOLDS: dict = {
     # day's move; beyond this factor the prices do not show the split (a wrong ex-date, or prices already adjusted).
     # 1.2 still tells a 5-for-4 split (x0.8) from no split at all.
     "split_tolerance": 1.2,
+    # A day's minute bars (minute_bars) and its daily bar agree on volume, high and low within this relative difference.
+    "minute_daily_tolerance": 0.001,
     "severity": {
         "duplicates": "error",
         "null_values": "error",
@@ -60,6 +62,8 @@ DEFAULT_THRESHOLDS: dict = {
         # An impossible action (a duplicate, a zero ratio, a dividend of the whole price) corrupts every adjusted read
         # of the symbol, as an impossible bar does: it stops the publish like ohlc_consistency.
         "corporate_actions": "error",
+        # Minute bars short of the day's volume are most often a gap of the stream (minute_bar_gaps): a warning.
+        "minute_bars_vs_daily": "warn",
     },
 }
 
@@ -114,6 +118,8 @@ class QualityInputs:
     price_context: DataFrame | None = None
     # The whole corporate_actions table (small). None skips the checks that need it; an empty frame passes them.
     corporate_actions: DataFrame | None = None
+    # minute_bars of the span's days (lib.stream). None skips minute_bars_vs_daily.
+    minute_bars: DataFrame | None = None
 
 
 def _price_context(inputs: QualityInputs) -> DataFrame | None:
@@ -152,7 +158,7 @@ def resolve_thresholds(thresholds: dict | None = None) -> dict:
     for name, severity in merged["severity"].items():
         if severity not in SEVERITIES:
             raise ConfigError(f"quality severity of {name} must be one of {list(SEVERITIES)}, got {severity!r}")
-    for key in ("vwap_tolerance", "array_tolerance", "outlier_z", "outlier_min_days"):
+    for key in ("vwap_tolerance", "array_tolerance", "outlier_z", "outlier_min_days", "minute_daily_tolerance"):
         if not isinstance(merged[key], int | float) or merged[key] < 0:
             raise ConfigError(f"quality threshold {key} must be a non-negative number, got {merged[key]!r}")
     for key in ("jump_ratio", "split_tolerance"):
@@ -593,6 +599,37 @@ def _price_jumps(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
                      ("symbol", "date"))]  # fmt: skip
 
 
+def _minute_bars_vs_daily(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
+    """A symbol's minute bars of a span day (its New York date) against its daily bar, when both exist: the minutes'
+    summed volume, highest high and lowest low each within `minute_daily_tolerance` (relative) of the day's. Failures:
+    symbol, date, minutes, minute_volume, daily_volume, minute_high, daily_high, minute_low, daily_low, problem."""
+    if inputs.minute_bars is None or inputs.stock_prices is None:
+        return []
+    tolerance = float(ctx.thresholds["minute_daily_tolerance"])
+    day = F.to_date(F.from_utc_timestamp("window_start", "America/New_York"))
+    minutes = (
+        inputs.minute_bars.withColumn("date", day)
+        .filter(F.col("date").between(ctx.span_start, ctx.span_end))
+        .groupBy("symbol", "date")
+        .agg(F.count(F.lit(1)).alias("minutes"), F.sum("volume").alias("minute_volume"),
+             F.max("high").alias("minute_high"), F.min("low").alias("minute_low"))
+    )  # fmt: skip
+    daily = inputs.stock_prices.select("symbol", "date", F.col("volume").alias("daily_volume"),
+                                       F.col("high").alias("daily_high"), F.col("low").alias("daily_low"))  # fmt: skip
+
+    def off(minute: str, daily_value: str) -> Column:
+        return F.abs(F.col(minute) - F.col(daily_value)) > tolerance * F.abs(F.col(daily_value))
+
+    problem = _problems(
+        (off("minute_volume", "daily_volume"), F.format_string("volume %.0f of %.0f", "minute_volume", "daily_volume")),
+        (off("minute_high", "daily_high"), F.format_string("high %.4f vs %.4f", "minute_high", "daily_high")),
+        (off("minute_low", "daily_low"), F.format_string("low %.4f vs %.4f", "minute_low", "daily_low")),
+    )
+    failures = _rows_with_problems(minutes.join(daily, ["symbol", "date"]), problem)
+    return [_Finding("minute_bars", failures, f"days whose minute bars disagree with the daily bar (beyond {tolerance:g})",
+                     ("symbol", "date"))]  # fmt: skip
+
+
 CHECKS: dict[str, Callable[[QualityInputs, _Context], list[_Finding]]] = {
     "duplicates": _duplicates,
     "null_values": _null_values,
@@ -604,6 +641,7 @@ CHECKS: dict[str, Callable[[QualityInputs, _Context], list[_Finding]]] = {
     "outliers": _outliers,
     "price_jumps": _price_jumps,
     "corporate_actions": _corporate_actions,
+    "minute_bars_vs_daily": _minute_bars_vs_daily,
 }
 
 

@@ -303,7 +303,22 @@ def quality_inputs(spark: SparkSession, config: RunConfig):
         ingest_failures=span_table(spark, config, "ingest_failures", column="ds", start=config.ds),
         price_context=_price_context(spark, config),
         corporate_actions=_corporate_actions(spark, config),
+        minute_bars=_minute_bars(spark, config),
     )
+
+
+def _minute_bars(spark: SparkSession, config: RunConfig) -> DataFrame | None:
+    """minute_bars of the span's days (lib.stream); None when the warehouse has no such table (nothing to compare)."""
+    from pyspark.errors import AnalysisException
+
+    first = dt.datetime.combine(config.start_ds - dt.timedelta(days=1), dt.time())  # UTC instants around NY days
+    last = dt.datetime.combine(config.ds + dt.timedelta(days=2), dt.time())
+    try:
+        return catalog.read_table(spark, config, "minute_bars").filter(
+            F.col("window_start").between(F.lit(first), F.lit(last))
+        )
+    except AnalysisException:
+        return None
 
 
 def _corporate_actions(spark: SparkSession, config: RunConfig) -> DataFrame:
@@ -694,7 +709,79 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
 def indicator_sample(spark: SparkSession, config: RunConfig, symbols: list[str], start: dt.date | None = None) -> pd.DataFrame:
     """symbol, date, the split-adjusted close and the stored technical_indicators of `symbols` over start..ds
     (start defaults to start_ds): the frame plots.indicator_panels draws."""
+    config = wap.on_main(config)  # analysis reads main: only published, audited data
     start = start or config.start_ds
     closes = adjusted_history(spark, config, "split", start=start, symbols=symbols).select("symbol", "date", "close")
     stored = span_table(spark, config, "technical_indicators", start=start).filter(F.col("symbol").isin(list(symbols)))
     return closes.join(stored, ["symbol", "date"]).orderBy("symbol", "date").toPandas()
+
+
+# --------------------------------------------------------------------------------------------- intraday (05_intraday)
+
+
+@dataclasses.dataclass
+class IntradayReport:
+    day: dt.date  # the session shown: ds, or the last session before it
+    symbols: list[str]
+    bars: pd.DataFrame  # the minute_bars rows of `symbols` on `day`
+    per_symbol: pd.DataFrame  # symbol, minutes, volume, high, low, first_window, last_window (every symbol of the day)
+    gaps: pd.DataFrame  # minute_bar_gaps rows whose missing windows touch the day
+    checks: list  # lib.quality results of minute_bars_vs_daily (against stock_prices, when it holds the day)
+    seconds: float
+
+    @property
+    def empty(self) -> bool:
+        return self.per_symbol.empty
+
+    def summary(self) -> str:
+        if self.empty:
+            return (
+                f"no minute bars in minute_bars for {self.day}: land a simulated day with `make stream` (or "
+                f"python -m lib.stream -f params/local.yaml -p ds {self.day}), or stream a real one with -p stream_url"
+            )
+        checks = ", ".join(f"{r.name} {r.status} ({r.details})" for r in self.checks) or "no daily bar to compare"
+        return (
+            f"{self.day}: {self.per_symbol['minutes'].sum():,} minute bars of {len(self.per_symbol):,} symbols, "
+            f"{len(self.gaps)} stream gaps; {checks} ({self.seconds:.1f}s)"
+        )
+
+
+def run_intraday(spark: SparkSession, config: RunConfig, max_symbols: int = 4) -> IntradayReport:
+    """The minute bars lib.stream landed for the session of ds (its New York date), for config.symbols or the
+    `max_symbols` most traded that day, the gaps the stream recorded, and the check minute_bars_vs_daily against
+    stock_prices (volume, high and low within the params' quality.minute_daily_tolerance). Empty, not an error,
+    when no minute bar is stored for the day (summary() says how to land one)."""
+    from lib import quality
+
+    started = time.monotonic()
+    catalog.ensure_tables(spark, config)
+    day = trading_days(config.ds - dt.timedelta(days=10), config.ds)[-1]
+    new_york_date = F.to_date(F.from_utc_timestamp("window_start", "America/New_York"))
+    day_bars = catalog.read_table(spark, config, "minute_bars").filter(new_york_date == F.lit(day)).cache()
+    per_symbol = (
+        day_bars.groupBy("symbol")
+        .agg(F.count(F.lit(1)).alias("minutes"), F.sum("volume").alias("volume"), F.max("high").alias("high"),
+             F.min("low").alias("low"), F.min("window_start").alias("first_window"),
+             F.max("window_start").alias("last_window"))
+        .orderBy(F.col("volume").desc(), "symbol")
+        .toPandas()
+    )  # fmt: skip
+    symbols = list(config.symbols) or list(per_symbol["symbol"][:max_symbols])
+    bars = day_bars.filter(F.col("symbol").isin(symbols)).orderBy("symbol", "window_start").toPandas()
+    gaps = (
+        catalog.read_table(spark, config, "minute_bar_gaps")
+        .filter(F.to_date(F.from_utc_timestamp("last_window_end", "America/New_York")) <= F.lit(day))
+        .filter(F.to_date(F.from_utc_timestamp("next_window_start", "America/New_York")) >= F.lit(day))
+        .orderBy("last_window_end")
+        .toPandas()
+    )
+    checks = []
+    if not per_symbol.empty:
+        daily = catalog.read_table(spark, config, "stock_prices").filter(F.col("date") == F.lit(day))
+        inputs = quality.QualityInputs(minute_bars=day_bars, stock_prices=daily)
+        checks = quality.run_checks(inputs, day, [day], config.quality, only=["minute_bars_vs_daily"])
+        if not daily.limit(1).count():
+            quality.release(checks)
+            checks = []
+    day_bars.unpersist()
+    return IntradayReport(day, symbols, bars, per_symbol, gaps, checks, time.monotonic() - started)

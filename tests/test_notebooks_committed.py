@@ -11,7 +11,8 @@ COMMON = {"ds", "start_ds", "env", "warehouse", "catalog", "namespace", "api_bas
 
 
 def test_the_pipeline_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01_ingest", "02_monthly_rollup", "03_quality", "04_trends", "05_forecast"]
+    expected = ["01_ingest", "02_monthly_rollup", "03_quality", "04_trends", "05_forecast", "05_intraday"]
+    assert [p.stem for p in NOTEBOOKS] == expected
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

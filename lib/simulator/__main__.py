@@ -1,4 +1,5 @@
-"""Command line: python -m lib.simulator --host 127.0.0.1 --port 8765 [--tickers N] [--latency-ms L] [--seed S] [faults]."""
+"""Command line: python -m lib.simulator --host 127.0.0.1 --port 8765 [--tickers N] [--latency-ms L] [--seed S] [faults]
+[feed options]."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from lib.errors import ApiKeyConflictError
 from lib.secrets import env_api_key
 from lib.simulator.faults import DEFECT_KINDS, FAULT_KINDS, Defects, FaultSettings
+from lib.simulator.feed import FeedSettings
 from lib.simulator.server import ServerSettings, run
 
 
@@ -43,6 +45,19 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
         "--defects", default="",
         help=f"defective bars KIND:TICKER:YYYY-MM-DD, comma-separated; KIND one of {','.join(DEFECT_KINDS)}",
     )
+    feed = parser.add_argument_group("websocket feed at /stocks (Massive's real-time protocol, minute aggregates AM)")
+    feed.add_argument("--feed-day", default=None, metavar="YYYY-MM-DD",
+                      help="the session whose minute bars the feed plays (default: the last one on or before today)")
+    feed.add_argument("--feed-minutes-per-second", type=float, default=1.0,
+                      help="session minutes played per second of wall clock, from the first subscription (default 1)")
+    feed.add_argument("--feed-drops", default="",
+                      help="comma-separated session minutes (0..389) after whose frame every connection is cut")
+    feed.add_argument("--feed-duplicate-rate", type=float, default=0.0, help="fraction of bars sent twice (0..1)")
+    feed.add_argument("--feed-correct-rate", type=float, default=0.0,
+                      help="fraction of bars sent first with wrong values and corrected 3 minutes later (0..1)")
+    feed.add_argument("--feed-refuse-key", default=None, help="a key the feed refuses (auth_failed)")
+    feed.add_argument("--feed-start-delay", type=float, default=0.0,
+                      help="seconds between the first subscription and the clock's start (default 0)")
     args = parser.parse_args(argv)
     if args.tickers < 1:
         parser.error(f"--tickers must be at least 1, got {args.tickers}")
@@ -62,6 +77,15 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
             seed=args.fault_seed,
         )
         defects = Defects.parse(args.defects)
+        feed_settings = FeedSettings(
+            day=dt.date.fromisoformat(args.feed_day) if args.feed_day else None,
+            minutes_per_second=args.feed_minutes_per_second,
+            drops=tuple(int(m) for m in args.feed_drops.split(",") if m.strip()),
+            duplicate_rate=args.feed_duplicate_rate,
+            correct_rate=args.feed_correct_rate,
+            refuse_key=args.feed_refuse_key or None,
+            start_delay_s=args.feed_start_delay,
+        )
         api_key = env_api_key() or None  # both variables set to different keys: refused, like a run
     except (ValueError, ApiKeyConflictError) as exc:
         parser.error(str(exc))
@@ -75,6 +99,7 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
         faults=fault_settings,
         defects=defects,
         as_of=as_of,
+        feed=feed_settings,
     )
 
 

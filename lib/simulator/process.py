@@ -56,6 +56,11 @@ class SimulatorProcess:
         return [sys.executable, "-m", "lib.simulator", "--host", self.host, "--port", "0",
                 "--tickers", str(self.tickers), "--latency-ms", str(self.latency_ms), "--seed", str(self.seed), *self.args]
 
+    @property
+    def stream_url(self) -> str | None:
+        """The websocket feed (Massive's real-time protocol): ws://host:port/stocks."""
+        return None if self.base_url is None else "ws" + self.base_url[len("http"):] + "/stocks"
+
     def start(self) -> SimulatorProcess:
         if self._process is not None:
             return self

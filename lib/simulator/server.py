@@ -24,6 +24,7 @@ from lib.simulator import corporate
 from lib.simulator.data import NEW_YORK, RANGE_KEYS, Market, calendar, columns_to_bars
 from lib.simulator.encode import bars_json, range_bars_json, ticker_prefixes
 from lib.simulator.faults import Defects, FaultSettings, fault_middleware
+from lib.simulator.feed import FEED_PATH, Feed, FeedSettings
 from lib.trading_days import today_new_york
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -47,6 +48,7 @@ class ServerSettings:
     faults: FaultSettings = dataclasses.field(default_factory=FaultSettings)
     defects: Defects = dataclasses.field(default_factory=Defects)
     as_of: dt.date | None = None  # the simulator's today (bars, listings, actions, adjusted=true); None: the real today
+    feed: FeedSettings = dataclasses.field(default_factory=FeedSettings)  # the websocket feed at /stocks
 
 
 class BadRequest(Exception):
@@ -438,6 +440,8 @@ def auth_middleware(settings: ServerSettings):
 
     @web.middleware
     async def middleware(request: web.Request, handler):
+        if request.path == FEED_PATH:  # the websocket feed authenticates in-band (its auth action)
+            return await handler(request)
         key = None
         header = request.headers.get("Authorization")
         if header and header[:7].lower() == "bearer ":
@@ -469,6 +473,9 @@ def build_app(settings: ServerSettings) -> web.Application:
         middlewares.append(fault_middleware(settings.faults))
     app = web.Application(middlewares=middlewares)
     app["simulator"] = simulator
+    feed = Feed(settings.feed, settings.tickers, settings.seed, settings.api_key, simulator.today)
+    app["feed"] = feed
+    app.router.add_get(FEED_PATH, feed.handler)
     app.router.add_get("/v3/reference/tickers", simulator.tickers)
     app.router.add_get("/v2/aggs/grouped/locale/us/market/stocks/{date}", simulator.grouped)
     app.router.add_get(

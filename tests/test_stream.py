@@ -1,0 +1,303 @@
+"""The websocket feed and lib.stream against it: a real server (the simulator's), real Spark, real Iceberg.
+
+What lands is compared with the simulator's pure functions (`feed_frames`, `minute_bars`), never with the stream's
+own logic: the frames a client received, folded so that a later copy of a window replaces an earlier one, must be
+exactly the rows of minute_bars; every frame not received lies inside a gap recorded in minute_bar_gaps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pandas as pd
+import pytest
+
+from lib.simulator import SimulatorProcess, bars_for_day, feed_frames, minute_bars
+
+REPO = Path(__file__).resolve().parent.parent
+DAY = dt.date(2024, 3, 28)
+TICKERS = 4
+KEY = "canary-stream-5d1e0c9b7a-do-not-leak"
+AM_FIELDS = {"ev", "sym", "v", "av", "op", "vw", "o", "c", "h", "l", "a", "z", "s", "e", "otc"}
+VALUES = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "vw": "vwap"}
+FAULTS = {"feed_duplicate_rate": 0.05, "feed_correct_rate": 0.05}
+
+
+def feed(**options) -> SimulatorProcess:
+    options = {"feed_day": DAY, **options}
+    return SimulatorProcess(tickers=TICKERS, api_key=KEY, **options)
+
+
+def stream_command(warehouse: Path, url: str, for_seconds: float, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "lib.stream", "-f", "params/local.yaml", "-p", "warehouse", str(warehouse),
+            "-p", "ds", str(DAY), "-p", "start_ds", str(DAY), "-p", "stream_url", url,
+            "--for-seconds", str(for_seconds), *extra]  # fmt: skip
+
+
+def stream_env(key: str = KEY) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("MASSIVE_API_KEY", "POLYGON_API_KEY")}
+    return env | {"MASSIVE_API_KEY": key, "PYTHONPATH": str(REPO), "SPARK_DRIVER_MEMORY": "1g"}
+
+
+def run_stream(warehouse: Path, url: str, for_seconds: float, key: str = KEY, timeout: float = 420):
+    return subprocess.run(stream_command(warehouse, url, for_seconds), cwd=REPO, env=stream_env(key),
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def table(warehouse: Path, name: str) -> pd.DataFrame:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    cat = SqlCatalog("local", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.resolve().as_uri())
+    return cat.load_table(f"stocks.{name}").scan().to_pandas()
+
+
+def epoch_ms(column: pd.Series) -> pd.Series:
+    return (column - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+
+
+def fold(frames: list[list[dict]], received: list[int]) -> dict[tuple[str, int], dict]:
+    """What a client that received these frames (in order) knows: the last copy of each (symbol, window start)."""
+    known: dict[tuple[str, int], dict] = {}
+    for minute in received:
+        for event in frames[minute]:
+            known[(event["sym"], event["s"])] = event
+    return known
+
+
+def check_landed(warehouse: Path, frames: list[list[dict]]) -> tuple[list[int], pd.DataFrame]:
+    """minute_bars is exactly the fold of the frames outside the recorded gaps; returns those minutes and the gaps."""
+    rows = table(warehouse, "minute_bars")
+    gaps = table(warehouse, "minute_bar_gaps")
+    assert not rows.duplicated(["symbol", "window_start"]).any(), "a (symbol, window_start) stored twice"
+    # A gap that no frame closed (the stream stopped first) has no next_window_start: every later window may be lost.
+    ends = epoch_ms(gaps["last_window_end"]).tolist()
+    starts = epoch_ms(gaps["next_window_start"].fillna(pd.Timestamp.max.tz_localize("UTC"))).tolist()
+    lost = list(zip(ends, starts, strict=True))
+    start_of = [frame[0]["s"] for frame in frames]  # a frame's first events are its own minute's bars
+    received = [m for m in range(len(frames)) if not any(end <= start_of[m] < nxt for end, nxt in lost)]
+    expected = fold(frames, received)
+    stored = {(r.symbol, int(s)): r for r, s in zip(rows.itertuples(), epoch_ms(rows["window_start"]), strict=True)}
+    assert set(stored) == set(expected), (
+        f"{len(set(expected) - set(stored))} bars received but not stored, {len(set(stored) - set(expected))} stored "
+        f"but not sent outside the gaps {lost}"
+    )
+    for key, event in expected.items():
+        row = stored[key]
+        assert {v: getattr(row, column) for v, column in VALUES.items()} == {v: event[v] for v in VALUES}, key
+        assert epoch_ms(pd.Series([row.window_end]))[0] == event["e"]
+    return received, gaps
+
+
+# --------------------------------------------------------------------------------------------------
+# The simulator's feed: pure functions and protocol
+# --------------------------------------------------------------------------------------------------
+
+
+def test_minute_bars_add_up_to_the_daily_bar():
+    daily = {b["T"]: b for b in bars_for_day(DAY, n=30, adjusted=False)}
+    bars = pd.DataFrame(minute_bars(DAY, n=30))
+    assert len(bars) == 30 * 390 and set(bars.columns) == AM_FIELDS
+    day = bars.groupby("sym").agg(v=("v", "sum"), h=("h", "max"), l=("l", "min"), o=("o", "first"), c=("c", "last"))
+    for symbol, row in day.iterrows():
+        expected = daily[symbol]
+        assert (row.v, row.h, row.l, row.o, row.c) == (expected["v"], expected["h"], expected["l"], expected["o"],
+                                                       expected["c"]), symbol  # fmt: skip
+    assert (bars["l"] <= bars[["o", "c"]].min(axis=1)).all() and (bars["h"] >= bars[["o", "c"]].max(axis=1)).all()
+    assert ((bars["e"] - bars["s"]) == 60_000).all()
+    first = dt.datetime(2024, 3, 28, 13, 30, tzinfo=dt.UTC)  # 09:30 New York (EDT)
+    assert bars["s"].min() == first.timestamp() * 1000
+
+
+def test_feed_faults_resolve_to_the_minute_bars():
+    frames = feed_frames(DAY, n=TICKERS, **{k.removeprefix("feed_"): v for k, v in FAULTS.items()})
+    final = fold(frames, list(range(len(frames))))
+    assert final == {(b["sym"], b["s"]): b for b in minute_bars(DAY, n=TICKERS)}
+    sent = sum(len(f) for f in frames)
+    assert sent > TICKERS * 390 + 20, "no duplicate or correction was drawn"
+    assert any(e != final[(e["sym"], e["s"])] for frame in frames for e in frame), "no bar was sent first with wrong values"
+
+
+async def _session(url: str, key: str, topics: str | None, frames: int = 1) -> list:
+    """Messages of one connection: the greeting, the auth answer, the subscription answer and `frames` frames."""
+    messages = []
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        messages.append(await ws.receive_json(timeout=10))
+        await ws.send_json({"action": "auth", "params": key})
+        messages.append(await ws.receive_json(timeout=10))
+        if messages[-1][0]["status"] != "auth_success":
+            closed = await ws.receive(timeout=10)
+            messages.append(closed.type)
+            return messages
+        await ws.send_json({"action": "subscribe", "params": topics})
+        for _ in range(frames + 1):
+            messages.append(await ws.receive_json(timeout=20))
+    return messages
+
+
+def test_feed_speaks_massives_protocol_and_refuses_a_wrong_key():
+    with feed(feed_minutes_per_second=50, feed_refuse_key="refused-key") as sim:
+        assert sim.stream_url.startswith("ws://127.0.0.1:") and sim.stream_url.endswith("/stocks")
+        symbols = [b["T"] for b in bars_for_day(DAY, n=TICKERS, adjusted=False)][:2]
+        hello, auth, subscribed, frame = asyncio.run(_session(sim.stream_url, KEY, f"AM.{symbols[0]},AM.{symbols[1]}"))
+        assert hello == [{"ev": "status", "status": "connected", "message": "Connected Successfully"}]
+        assert auth == [{"ev": "status", "status": "auth_success", "message": "authenticated"}]
+        assert subscribed == [{"ev": "status", "status": "success", "message": f"subscribed to: AM.{s}"} for s in symbols]
+        assert sorted(e["sym"] for e in frame) == sorted(symbols)
+        assert all(set(e) == AM_FIELDS and e["ev"] == "AM" and e["otc"] is False for e in frame)
+        first = {(b["sym"], b["s"]): b for b in minute_bars(DAY, n=TICKERS)}
+        assert all(first[(e["sym"], e["s"])] == e for e in frame)
+        for wrong in ("another-key", "refused-key", ""):
+            _, refused, closed = asyncio.run(_session(sim.stream_url, wrong, None))
+            assert refused == [{"ev": "status", "status": "auth_failed", "message": "authentication failed"}]
+            assert closed in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert KEY not in sim.stderr_tail
+
+
+def test_official_massive_client_parses_the_feed():
+    from massive import WebSocketClient
+    from massive.websocket.models import EquityAgg
+
+    with feed(feed_minutes_per_second=100) as sim:
+        host = sim.stream_url.removeprefix("ws://").removesuffix("/stocks")
+        client = WebSocketClient(api_key=KEY, feed=host, secure=False, subscriptions=["AM.*"], max_reconnects=0)
+        received: list = []
+
+        async def handle(messages):
+            received.extend(messages)
+            if len(received) >= 3 * TICKERS:
+                await client.close()
+
+        asyncio.run(asyncio.wait_for(client.connect(handle), timeout=30))
+    expected = {(b["sym"], b["s"]): b for b in minute_bars(DAY, n=TICKERS)}
+    assert len(received) >= 3 * TICKERS and all(isinstance(m, EquityAgg) for m in received)
+    for agg in received:
+        bar = expected[(agg.symbol, agg.start_timestamp)]
+        assert (agg.event_type, agg.open, agg.high, agg.low, agg.close, agg.volume, agg.vwap, agg.end_timestamp,
+                agg.accumulated_volume, agg.aggregate_vwap, agg.average_size, agg.official_open_price, agg.otc) == (
+            "AM", bar["o"], bar["h"], bar["l"], bar["c"], bar["v"], bar["vw"], bar["e"], bar["av"], bar["a"], bar["z"],
+            bar["op"], False)  # fmt: skip
+
+
+def test_stream_stops_at_once_on_a_refused_key(tmp_path):
+    with feed() as sim:
+        started = time.monotonic()
+        done = run_stream(tmp_path / "warehouse", sim.stream_url, 30, key="not-" + KEY, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "StreamAuthError" in done.stderr and "refused the key (auth_failed" in done.stderr
+    assert "MASSIVE_API_KEY" in done.stderr and "not retried" in done.stderr
+    assert time.monotonic() - started < 60, "a refused key is not retried and starts no Spark"
+    assert KEY not in done.stdout + done.stderr
+
+
+def test_stream_refuses_a_bad_subscription(tmp_path):
+    command = stream_command(tmp_path / "warehouse", "ws://127.0.0.1:1/stocks", 5, "--symbols", "T.MSFT")
+    done = subprocess.run(command, cwd=REPO, env=stream_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "AM.* or AM.<SYMBOL>" in done.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# lib.stream end to end: a day through the faults, and a kill
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_day_lands_exactly_once_through_drops_duplicates_and_corrections(tmp_path):
+    warehouse = tmp_path / "warehouse"
+    speed = 30
+    with feed(feed_minutes_per_second=speed, feed_drops="60,200", **FAULTS) as sim:
+        done = run_stream(warehouse, sim.stream_url, 390 / speed + 6)
+    assert done.returncode == 0, done.stderr[-3000:]
+    frames = feed_frames(DAY, n=TICKERS, duplicate_rate=0.05, correct_rate=0.05)
+    received, gaps = check_landed(warehouse, frames)
+    assert len(gaps) == 2 and gaps["reason"].str.startswith("connection lost").all(), gaps
+    assert (gaps["missed_minutes"] >= 1).all() and 60 not in [m for m in range(390) if m not in received]
+    assert 300 < len(received) < 390, "the drops lost some minutes and only those"
+    assert sum(len(frames[m]) for m in received) > TICKERS * len(received), "no duplicate or correction came"
+    landed = Path(warehouse / "_stream" / "stocks" / "minute_bars" / "landing")
+    assert KEY not in done.stdout + done.stderr
+    assert not any(KEY in p.read_text() for p in landed.iterdir())
+    assert "2 gaps recorded" in done.stdout
+
+
+@pytest.mark.e2e
+def test_a_killed_stream_resumes_from_its_checkpoint_without_loss_or_duplicates(tmp_path):
+    warehouse = tmp_path / "warehouse"
+    offsets = warehouse / "_stream" / "stocks" / "minute_bars" / "checkpoint" / "offsets"
+    speed = 10
+    with feed(feed_minutes_per_second=speed, **FAULTS) as sim:
+        first = subprocess.Popen(stream_command(warehouse, sim.stream_url, 600), cwd=REPO, env=stream_env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        started, clock_started = time.monotonic(), None
+        try:
+            # Until the query has planned its first micro-batch: the kill then falls mid-run, inside or after a batch.
+            while not (offsets.is_dir() and any(offsets.iterdir())):
+                assert first.poll() is None, first.stdout.read()[-3000:]
+                assert time.monotonic() - started < 300, "no micro-batch was planned within 300s"
+                if clock_started is None and "feed: playing" in sim.stderr_tail:
+                    clock_started = time.monotonic()
+                time.sleep(0.2)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+        played = time.monotonic() - (clock_started or started)
+        second = run_stream(warehouse, sim.stream_url, max(2.0, 390 / speed - played + 4))
+    assert second.returncode == 0, second.stderr[-3000:]
+    frames = feed_frames(DAY, n=TICKERS, duplicate_rate=0.05, correct_rate=0.05)
+    received, gaps = check_landed(warehouse, frames)
+    if played < 390 / speed - 2:  # killed while the feed still played: the restart left a gap, and recorded it
+        assert list(gaps["reason"]) == ["restart"], gaps
+        assert 10 < len(received) < 390
+    assert list(gaps["reason"]) in ([], ["restart"]), gaps
+    assert received[:1] == [0] and KEY not in second.stdout + second.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# The pieces in Spark: the micro-batch transform and the quality check
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_micro_batch_keeps_the_latest_copy_of_each_window(spark):
+    from lib.stream import landing_schema, minute_bar_rows
+
+    def line(symbol, start, close, received, ev="AM"):
+        return {"ev": ev, "sym": symbol, "o": 10.0, "h": 11.0, "l": 9.0, "c": close, "v": 100.0, "vw": 10.0,
+                "s": start, "e": start + 60_000, "received_at_us": received}  # fmt: skip
+
+    frames = spark.createDataFrame(
+        [line("A", 0, 10.5, 1), line("A", 0, 10.7, 3), line("A", 0, 10.6, 2), line("A", 60_000, 10.1, 1),
+         line("B", 0, 10.2, 1), line("B", 0, 10.2, 2), line("A", 0, 99.0, 9, ev="gap")],
+        landing_schema(),
+    )  # fmt: skip
+    rows = {(r.symbol, r.window_start.timestamp()): r for r in minute_bar_rows(frames).collect()}
+    assert set(rows) == {("A", 0.0), ("A", 60.0), ("B", 0.0)}
+    assert rows[("A", 0.0)].close == 10.7 and rows[("A", 0.0)].received_at.timestamp() == 3e-6
+    assert rows[("B", 0.0)].received_at.timestamp() == 2e-6 and rows[("A", 0.0)].transactions is None
+
+
+def test_minute_bars_vs_daily_flags_a_day_short_of_its_volume(spark):
+    from pyspark.sql import types as T
+
+    from lib import quality
+    from lib.catalog import SCHEMAS
+
+    start = dt.datetime(2024, 3, 28, 13, 30, tzinfo=dt.UTC)  # 09:30 New York
+    minute = dt.timedelta(minutes=1)
+    bars = [("A", start, start + minute, 10.0, 12.0, 9.0, 11.0, 600.0, 10.5, None, start),
+            ("A", start + minute, start + 2 * minute, 11.0, 11.5, 10.0, 10.5, 400.0, 10.8, None, start),
+            ("B", start, start + minute, 5.0, 5.0, 5.0, 5.0, 100.0, 5.0, None, start)]  # fmt: skip
+    daily_schema = T.StructType([T.StructField(n, t) for n, t in (("symbol", T.StringType()), ("date", T.DateType()),
+                                ("volume", T.DoubleType()), ("high", T.DoubleType()), ("low", T.DoubleType()))])  # fmt: skip
+    daily = spark.createDataFrame([("A", DAY, 1000.0, 12.0, 9.0), ("B", DAY, 150.0, 5.0, 5.0)], daily_schema)
+    inputs = quality.QualityInputs(minute_bars=spark.createDataFrame(bars, SCHEMAS["minute_bars"]), stock_prices=daily)
+    [result] = quality.run_checks(inputs, DAY, [DAY], {"minute_daily_tolerance": 0.01}, only=["minute_bars_vs_daily"])
+    assert (result.table_name, result.severity, result.status, result.failed_rows) == ("minute_bars", "warn", "fail", 1)
+    assert "B 2024-03-28 (volume 100 of 150)" in result.details
+    quality.release([result])
