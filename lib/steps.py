@@ -753,6 +753,7 @@ def run_intraday(spark: SparkSession, config: RunConfig, max_symbols: int = 4) -
     when no minute bar is stored for the day (summary() says how to land one)."""
     from lib import quality
 
+    config = wap.on_main(config)  # analysis reads main: only published, audited data
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
     day = trading_days(config.ds - dt.timedelta(days=10), config.ds)[-1]
