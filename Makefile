@@ -17,10 +17,11 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(PY) -m lib.run -f $(PARAMS) $(RUN_ARGS)
 
-# Two pytest-xdist workers, a test file to each (its module fixtures built once); PYTEST_WORKERS=0 runs in one process.
+# Two pytest-xdist workers, a test file to each (its module fixtures built once), in the order tests/conftest.py sets
+# (slowest first; xdist would otherwise start with the files of most tests); PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not e2e and not glue and not notebooks" $(PYTEST_ARGS)
