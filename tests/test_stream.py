@@ -161,9 +161,13 @@ def test_feed_speaks_massives_protocol_and_refuses_a_wrong_key():
         assert KEY not in sim.stderr_tail
 
 
-def test_official_massive_client_parses_the_feed():
-    from massive import WebSocketClient
-    from massive.websocket.models import EquityAgg
+@pytest.mark.parametrize("package", ["massive", "polygon"])
+def test_official_massive_client_parses_the_feed(package):
+    """Both official clients: massive 2.9.1 and polygon-api-client 1.16.3 (its name before the rename)."""
+    import importlib
+
+    WebSocketClient = importlib.import_module(package).WebSocketClient
+    EquityAgg = importlib.import_module(f"{package}.websocket.models").EquityAgg
 
     with feed(feed_minutes_per_second=100) as sim:
         host = sim.stream_url.removeprefix("ws://").removesuffix("/stocks")
