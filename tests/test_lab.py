@@ -131,10 +131,15 @@ def saved_outputs(page, path: Path) -> list[dict]:
     page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
     page.keyboard.press("Control+s")
     deadline = time.monotonic() + 30
-    while path.stat().st_mtime_ns == before:
+    while True:
+        if path.stat().st_mtime_ns != before:
+            try:
+                cells = json.loads(path.read_text())["cells"]
+                break
+            except ValueError:  # the save has begun and not ended: JupyterLab is still writing the file
+                pass
         assert time.monotonic() < deadline, f"{path.name} was not saved"
         time.sleep(0.2)
-    cells = json.loads(path.read_text())["cells"]
     return [output for cell in cells if cell["cell_type"] == "code" for output in cell["outputs"]]
 
 
