@@ -39,8 +39,8 @@ _LABEL = r"[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 SPARK_LOCAL_RE = re.compile(r"^local(\[(\*|[1-9][0-9]{0,3})\])?$")
-INTEGER_RE = re.compile(r"^\s*[+-]?[0-9]{1,18}\s*$")
-NUMBER_RE = re.compile(r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?\s*$")
+INTEGER_RE = re.compile(r"^[ \t]*[+-]?[0-9]{1,18}[ \t]*$")  # spaces and tabs only: int() refuses \x1c-\x1f
+NUMBER_RE = re.compile(r"^[ \t]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?[ \t]*$")
 MAX_PATH = 4096
 MAX_MAPPING_TEXT = 10_000
 KEY_HINT = "The key goes in POLYGON_API_KEY, or in AWS Secrets Manager named by api_key_secret_id; never in a URL."
