@@ -670,3 +670,11 @@ def load_params_file(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
         raise ConfigError(f"{path} must be a YAML mapping of parameter names to values.")
     return data
+
+
+def command_line_params(parameters_file: str | os.PathLike, overrides: list[tuple[str, str]]) -> dict[str, Any]:
+    """A command's parameters: its params file, then each `-p NAME VALUE` typed by cli_value (RunConfig judges them)."""
+    params = load_params_file(parameters_file)
+    for name, value in overrides:
+        params[name] = cli_value(value)
+    return params

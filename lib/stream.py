@@ -29,7 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
-from lib.config import RunConfig, cli_value, load_params_file
+from lib.config import RunConfig, command_line_params
 from lib.errors import ConfigError, StreamAuthError, StreamError, WorkspaceError
 from lib.secrets import env_api_key, resolve_api_key
 
@@ -508,10 +508,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.for_seconds is not None and args.for_seconds <= 0:
         parser.error(f"--for-seconds must be a positive number of seconds, got {args.for_seconds}")
     try:
-        params = load_params_file(args.parameters_file)
-        for name, value in args.parameter:
-            params[name] = cli_value(value)
-        args.config = RunConfig.from_params(**params)
+        args.config = RunConfig.from_params(**command_line_params(args.parameters_file, args.parameter))
         args.topics = parse_topics(args.symbols)
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))

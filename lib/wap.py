@@ -241,12 +241,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
-    from lib.config import cli_value, load_params_file
+    from lib.config import command_line_params
     from lib.run import _at_repo
 
-    params = load_params_file(_at_repo(args.parameters_file))
-    for name, value in args.parameter:
-        params[name] = cli_value(value)
+    params = command_line_params(_at_repo(args.parameters_file), args.parameter)
     span = span_of_branch(args.branch)
     if args.ds:
         params["ds"], params["start_ds"] = args.ds, args.start_ds or args.ds

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.config import RunConfig, cli_value, load_params_file
+from lib.config import RunConfig, command_line_params
 from lib.dashboard.data import Lake
 from lib.dashboard.server import serve
 from lib.errors import ConfigError
@@ -27,10 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0..65535, got {args.port}")
     try:
-        params = load_params_file(args.parameters_file)
-        for name, value in args.parameter:
-            params[name] = cli_value(value)
-        args.config = RunConfig.from_params(**params)
+        args.config = RunConfig.from_params(**command_line_params(args.parameters_file, args.parameter))
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
     return args
