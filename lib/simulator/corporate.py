@@ -60,6 +60,10 @@ def _adjustment_type(split_from: float, split_to: float) -> str:
 def served_records(endpoint: Endpoint, n: int, seed: int, today: dt.date) -> list[dict]:
     """The endpoint's records as the API lists them on `today`, in (ticker, date) order."""
     actions = [r for r in action_records(n, seed) if r["announced"] <= today]
+    splits_of: dict[str, list[dict]] = {}
+    for record in actions:
+        if record["action_type"] == "split":
+            splits_of.setdefault(record["ticker"], []).append(record)
     records = []
     # historical_adjustment_factor: what a price before the ex-date is multiplied by to reach today's basis
     # (the product over this ticker's actions of the kind with ex-date on or after this one, up to today).
@@ -95,19 +99,19 @@ def served_records(endpoint: Endpoint, n: int, seed: int, today: dt.date) -> lis
             out |= {"id": record["id"], "pay_date": record["pay_date"].isoformat(),
                     "record_date": record["record_date"].isoformat()}  # fmt: skip
             if not endpoint.v3:
-                out["split_adjusted_cash_amount"] = _split_adjusted(record, actions, today)
+                out["split_adjusted_cash_amount"] = _split_adjusted(record, splits_of.get(ticker, ()), today)
             out["ticker"] = ticker
         records.append(out)
     records.reverse()
     return records
 
 
-def _split_adjusted(dividend: dict, actions: list[dict], today: dt.date) -> float:
+def _split_adjusted(dividend: dict, splits: list[dict], today: dt.date) -> float:
+    """The cash amount on today's share basis: times split_from / split_to of the ticker's splits after the ex-date."""
     factor = 1.0
-    for split in actions:
-        if split["action_type"] == "split" and split["ticker"] == dividend["ticker"]:
-            if dividend["ex_date"] < split["ex_date"] <= today:
-                factor *= split["split_from"] / split["split_to"]
+    for split in splits:
+        if dividend["ex_date"] < split["ex_date"] <= today:
+            factor *= split["split_from"] / split["split_to"]
     return round(dividend["cash_amount"] * factor, 6)
 
 

@@ -208,13 +208,16 @@ class Actions:
 
     def traded_factors(self, ids: np.ndarray, g: np.ndarray):
         """(price factor, volume factor) arrays shaped like g for rows of ids, or (None, None) when no row acts."""
-        acting = [int(t) for t in np.unique(ids) if int(t) in self.steps]
-        if not acting:
+        ids = np.asarray(ids)
+        order = np.argsort(ids, kind="stable")  # rows grouped by ticker: each acting ticker's rows at once
+        tids, starts = np.unique(ids[order], return_index=True)
+        ends = np.append(starts[1:], len(ids))
+        groups = [(tid, order[a:b]) for tid, a, b in zip(tids.tolist(), starts, ends, strict=True) if tid in self.steps]
+        if not groups:
             return None, None
         price = np.ones(g.shape)
         volume = np.ones(g.shape)
-        for tid in acting:
-            rows = ids == tid
+        for tid, rows in groups:
             ex, price_steps, volume_steps = self.steps[tid]
             at = np.searchsorted(ex, g[rows], side="right") - 1
             price[rows] = np.where(at >= 0, price_steps[np.maximum(at, 0)], 1.0)
@@ -771,27 +774,29 @@ def action_records(n: int = 300, seed: int = 42) -> tuple[dict, ...]:
         records.append({"ticker": uni.symbols[split.tid], "action_type": "split", "ex_date": ex,
                         "split_from": split.split_from, "split_to": split.split_to,
                         "announced": ex - dt.timedelta(days=SPLIT_NOTICE_DAYS), "id": split.action_id})  # fmt: skip
-    by_tid: dict[int, list[Dividend]] = {}
-    for dividend in uni.actions.dividends:
-        by_tid.setdefault(dividend.tid, []).append(dividend)
-    for tid, own in by_tid.items():
-        previous = np.array([d.g - 1 for d in own], dtype=np.int64)
-        months = np.unique(cal.session_month[previous])
-        rows = compute_rows(uni, np.full(len(months), tid, dtype=np.int64), months)
-        close_at = {int(g): float(c) for g, c, ok in zip(rows["g"].ravel(), rows["c"].ravel(), rows["valid"].ravel(),
-                                                         strict=True) if ok}  # fmt: skip
-        for dividend, before in zip(own, previous.tolist(), strict=True):
-            ex = cal.sessions[dividend.g]
-            declared = ex - dt.timedelta(days=21)
-            record_day = ex if ex >= T_PLUS_ONE else cal.sessions[min(dividend.g + 1, len(cal.sessions) - 1)]
-            records.append({
-                "ticker": uni.symbols[tid], "action_type": "dividend", "ex_date": ex,
-                "cash_amount": max(0.0001, round(dividend.yield_ * close_at.get(before, 1.0), 4)),
-                "yield": dividend.yield_,
-                "declaration_date": declared, "record_date": record_day,
-                "pay_date": _next_session_on_or_after(cal, ex + dt.timedelta(days=14)),
-                "announced": declared, "id": dividend.action_id,
-            })  # fmt: skip
+    dividends = uni.actions.dividends
+    # The as-traded close of the session before each ex-date: one batch of (ticker, month) rows for all of them.
+    tids = np.array([d.tid for d in dividends], dtype=np.int64)
+    previous = np.array([d.g - 1 for d in dividends], dtype=np.int64)
+    months = cal.session_month[previous]
+    pairs = np.unique(np.stack([tids, months], axis=1), axis=0)
+    rows = compute_rows(uni, pairs[:, 0], pairs[:, 1])
+    at = np.searchsorted(pairs[:, 0] * (1 << 20) + pairs[:, 1], tids * (1 << 20) + months)  # each dividend's row
+    slot = previous - cal.month_first[months]
+    closes = np.where(rows["valid"][at, slot], rows["c"][at, slot], 1.0).tolist()
+    for dividend, close_before in zip(dividends, closes, strict=True):
+        tid = dividend.tid
+        ex = cal.sessions[dividend.g]
+        declared = ex - dt.timedelta(days=21)
+        record_day = ex if ex >= T_PLUS_ONE else cal.sessions[min(dividend.g + 1, len(cal.sessions) - 1)]
+        records.append({
+            "ticker": uni.symbols[tid], "action_type": "dividend", "ex_date": ex,
+            "cash_amount": max(0.0001, round(dividend.yield_ * close_before, 4)),
+            "yield": dividend.yield_,
+            "declaration_date": declared, "record_date": record_day,
+            "pay_date": _next_session_on_or_after(cal, ex + dt.timedelta(days=14)),
+            "announced": declared, "id": dividend.action_id,
+        })  # fmt: skip
     records.sort(key=lambda r: (r["ticker"], r["ex_date"], r["action_type"]))
     return tuple(records)
 
