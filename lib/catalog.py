@@ -300,6 +300,11 @@ WAP_TABLES = ("stock_tickers", "corporate_actions", "raw_daily_bars", "stock_pri
 _BRANCHES: dict[tuple[str, str, str, str, str], bool] = {}
 
 
+def forget_branches() -> None:
+    """Drop what this process knows of branches (lib.kernel does before each notebook, as a new kernel would)."""
+    _BRANCHES.clear()
+
+
 def run_tag(ds: dt.date | str) -> str:
     """The tag a published run leaves on each table of market data: run-2024-03-28."""
     return f"run-{ds}"

@@ -16,11 +16,15 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lib.config import RunConfig, cli_value, load_params_file
 from lib.errors import WorkspaceError
 from lib.secrets import env_api_key
 from lib.trading_days import trading_days
+
+if TYPE_CHECKING:
+    from lib.kernel import SharedKernel
 
 NOTEBOOKS = ("01_ingest", "02_monthly_rollup", "03_quality", "04_trends", "05_forecast")
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-audit", action="store_true",
         help="write main directly (default: stage each run's market data on the branch audit_<ds>, published by 03_quality)",
     )  # fmt: skip
+    parser.add_argument(
+        "--kernel-per-notebook",
+        action="store_true",
+        help="a new kernel (and Spark session) for each notebook, as papermill alone runs them; slower. By default "
+        "the notebooks of a run share one kernel, its namespace cleared before each",
+    )
     parser.add_argument("--runs-root", help="where run records and runs/index.html go (default: runs, or run_dir's parent)")
     parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)  # tests: fixture notebooks
     args = parser.parse_args(argv)
@@ -146,13 +156,19 @@ def run_notebooks(
     log=print,
     progress=None,
     done: list[dict] | None = None,
+    kernel: SharedKernel | None = None,
 ) -> list[dict]:
-    """Execute the notebooks in order with papermill; stop at the first failure.
+    """Execute the notebooks in order with papermill, in one kernel; stop at the first failure.
 
     `done` holds results of notebooks that already succeeded for these parameters (a resumed run): they are kept.
+    `kernel` is the kernel to run them in (the runner's, shared by the days of a per-day run); without one, a
+    kernel for these notebooks alone.
     """
     import papermill
 
+    if kernel is None:
+        with new_kernel() as kernel:
+            return run_notebooks(params, notebooks, notebooks_dir, log, progress, done, kernel)
     run_dir = _at_repo(params["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     results = list(done or [])
@@ -165,16 +181,8 @@ def run_notebooks(
         # Each notebook gets the parameters it declares; the full set was validated up front.
         declared = papermill.inspect_notebook(str(source))
         try:
-            papermill.execute_notebook(
-                str(source),
-                str(output),
-                parameters={k: v for k, v in params.items() if k in declared},
-                cwd=str(REPO),
-                kernel_name="python3",
-                progress_bar=False,
-                log_output=False,
-                # The kernel's start-up notice (TCP on loopback, messages signed) is nothing a user can act on.
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            kernel.execute(
+                source, output, {k: v for k, v in params.items() if k in declared}, progress_bar=False, log_output=False
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
             seconds = round(time.monotonic() - started, 1)
@@ -191,6 +199,14 @@ def run_notebooks(
     ran = {r["notebook"] for r in results}
     results += [{"notebook": n, "status": "not run", "seconds": None} for n in notebooks if n not in ran]
     return results
+
+
+def new_kernel(fresh_each_notebook: bool = False) -> SharedKernel:
+    """The kernel a run's notebooks share (lib.kernel): started in the repository, where the notebooks run."""
+    from lib.kernel import SharedKernel
+
+    # The kernel's start-up notice (TCP on loopback, messages signed) is nothing a user can act on.
+    return SharedKernel(REPO, ["--IPKernelApp.log_level=ERROR"], fresh_each_notebook=fresh_each_notebook)
 
 
 def _first_line(exc: Exception) -> str:
@@ -476,7 +492,9 @@ class Outcome:
     note: str = ""
 
 
-def run_once(params: dict, notebooks: list[str], notebooks_dir: Path, mode: str, log, progress, resume: bool) -> dict:
+def run_once(
+    params: dict, notebooks: list[str], notebooks_dir: Path, mode: str, log, progress, resume: bool, kernel=None
+) -> dict:
     """One run (one ds or one range): a 'running' record first, then the notebooks, then the finished record."""
     run_dir = _at_repo(params["run_dir"])
     done = completed_notebooks(load_record(run_dir), params, notebooks) if resume else []
@@ -489,7 +507,7 @@ def run_once(params: dict, notebooks: list[str], notebooks_dir: Path, mode: str,
     status = "failed"
     results = done
     try:
-        results = run_notebooks(params, notebooks, notebooks_dir, log=log, progress=progress, done=done)
+        results = run_notebooks(params, notebooks, notebooks_dir, log=log, progress=progress, done=done, kernel=kernel)
         status = "ok" if all(r["status"] == "ok" for r in results) else "failed"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -514,7 +532,10 @@ def main_range(args: argparse.Namespace, params: dict) -> int:
     print(audit_line(params, args.notebooks))
     progress = _progress(len(args.notebooks))
     try:
-        record = run_once(params, args.notebooks, _at_repo(args.notebooks_dir), "range", progress.write, progress, False)
+        with new_kernel(args.kernel_per_notebook) as kernel:
+            record = run_once(
+                params, args.notebooks, _at_repo(args.notebooks_dir), "range", progress.write, progress, False, kernel
+            )
     finally:
         progress.close()
     index = _write_index(runs_root_for(args, params))
@@ -559,6 +580,7 @@ def main_per_day(args: argparse.Namespace, params: dict) -> int:
     outcomes: list[Outcome] = []
     progress = _progress(len(market_days) * len(args.notebooks))
     failed = False
+    kernel = new_kernel(args.kernel_per_notebook)  # one kernel for every day's notebooks (a new one after a failure)
     try:
         for day in calendar_days:
             ds = day.isoformat()
@@ -591,6 +613,7 @@ def main_per_day(args: argparse.Namespace, params: dict) -> int:
                     progress.write,
                     progress,
                     resume=not args.force,
+                    kernel=kernel,
                 )
             except KeyboardInterrupt:
                 outcomes.append(Outcome(ds, "interrupted", run_dir))
@@ -602,6 +625,7 @@ def main_per_day(args: argparse.Namespace, params: dict) -> int:
                 failure = next(r for r in record["notebooks"] if r["status"] == "failed")
                 outcomes.append(Outcome(ds, "failed", run_dir, f"{failure['notebook']}: {failure.get('error', '')}"))
     finally:
+        kernel.shutdown()
         progress.close()
         index = _write_index(runs_root)
     print()

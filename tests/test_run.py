@@ -110,6 +110,76 @@ def test_a_failed_day_stops_the_batch_and_the_next_run_resumes_from_it(tmp_path,
     assert record(runs_root, TUESDAY)["status"] == record(runs_root, WEDNESDAY)["status"] == "ok"
 
 
+def _kernel_notebooks(folder: Path) -> Path:
+    """Two notebooks that print their kernel's pid; the second fails when the first one's variable is still there."""
+    import nbformat
+
+    folder.mkdir()
+    parameters = nbformat.v4.new_code_cell('ds = "2024-03-01"\nstart_ds = ""\nrun_dir = ""', metadata={"tags": ["parameters"]})
+    for name, body in (
+        ("01_a", 'import os\nleft_by_01 = ds\nprint("pid", os.getpid())'),
+        ("02_b", 'import os\nprint("pid", os.getpid())\nassert "left_by_01" not in globals(), "the namespace of 01_a"'),
+    ):
+        notebook = nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell(body)])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, folder / f"{name}.ipynb")
+    return folder
+
+
+def _pids_and_counts(run_dir: Path) -> list[tuple[int, list[int]]]:
+    """(the pid the notebook printed, its cells' execution counts) for each executed notebook of a run, in order."""
+    import nbformat
+
+    found = []
+    for path in sorted(run_dir.glob("0*.ipynb")):
+        cells = [c for c in nbformat.read(path, 4).cells if c.cell_type == "code"]
+        text = "".join(o.get("text", "") for c in cells for o in c.outputs)
+        assert re.fullmatch(r"pid \d+\n", text), text  # and nothing else: no notice of IPython's history, no error
+        found.append((int(text.split()[1]), [c.execution_count for c in cells]))
+    return found
+
+
+@pytest.mark.parametrize("per_notebook", [False, True], ids=["shared", "kernel-per-notebook"])
+def test_the_notebooks_of_a_run_share_one_kernel_with_a_clean_namespace(tmp_path, capsys, per_notebook):
+    """Every notebook of a per-day batch runs in one kernel (one JVM, one Spark session for real notebooks), each
+    in an empty namespace, its cells counted from 1; --kernel-per-notebook gives each its own, as papermill does."""
+    runs_root = tmp_path / "runs"
+    code = run.main(
+        ["--per-day", "--start-ds", MONDAY, "--ds", TUESDAY, "--runs-root", str(runs_root),
+         "--notebooks-dir", str(_kernel_notebooks(tmp_path / "nb")), *(["--kernel-per-notebook"] if per_notebook else [])]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    found = [f for day in (MONDAY, TUESDAY) for f in _pids_and_counts(runs_root / day)]
+    assert len(found) == 4
+    assert all(counts == list(range(1, len(counts) + 1)) for _, counts in found), found
+    pids = {pid for pid, _ in found}
+    assert len(pids) == (4 if per_notebook else 1), found
+    assert os.getpid() not in pids
+
+
+def test_a_failed_notebook_leaves_no_kernel_behind(tmp_path):
+    """After a cell raises, the shared kernel is shut down and the next notebook gets a new one."""
+    import papermill
+
+    from lib.kernel import SharedKernel
+
+    folder = _kernel_notebooks(tmp_path / "nb")
+    with SharedKernel(REPO) as kernel:
+        kernel.execute(folder / "01_a.ipynb", tmp_path / "a1.ipynb", {"ds": MONDAY})
+        first = kernel.km.provisioner.process.pid
+        with pytest.raises(papermill.PapermillExecutionError, match="the namespace of 01_a"):
+            # the same kernel without the reset: 01_a's variable is there and 02_b fails on it
+            kernel.fresh_each_notebook = False
+            kernel.fresh = lambda: None
+            kernel.execute(folder / "02_b.ipynb", tmp_path / "b1.ipynb", {"ds": MONDAY})
+        assert kernel.km is None
+        del kernel.fresh  # the class's reset again
+        kernel.execute(folder / "02_b.ipynb", tmp_path / "b2.ipynb", {"ds": MONDAY})
+        assert kernel.km.provisioner.process.pid != first
+    assert kernel.km is None
+
+
 def test_per_day_refuses_a_run_dir_and_force_needs_per_day(tmp_path):
     with pytest.raises(SystemExit, match="--per-day writes one record per day"):
         run.main(["--per-day", "--ds", MONDAY, "-p", "run_dir", str(tmp_path / "x")])
