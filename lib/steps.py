@@ -111,7 +111,9 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
     tasks = ingest.plan_tasks(strategy, days, symbols)
     # The fan-out's first call waits for the driver's next free slot: ticker pages and bars share one cap.
     time.sleep(driver_client.pacer.reserve())
-    fetched = ingest.fetch_bars(spark, settings, tasks, adjusted=config.adjusted, concurrency=config.concurrency)
+    fetched = ingest.fetch_bars(
+        spark, settings, tasks, adjusted=config.adjusted, concurrency=config.concurrency, tickers=len(symbols)
+    )
 
     raw_bars = ingest.with_run_ds(fetched.raw_bars, config.ds)
     catalog.replace_rows(spark, config, "raw_daily_bars", raw_bars, "date", config.start_ds, config.ds)
@@ -468,7 +470,7 @@ def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date, adj
     months = catalog.read_table(spark, config, "monthly_stock_prices").filter(
         F.col("month_start").between(F.lit(monthly.month_start(read_from)), F.lit(config.ds))
     )
-    daily = monthly.to_daily_rows(monthly.explode_metrics(months)).filter(
+    daily = monthly.daily_rows(months).filter(
         F.col("date").between(F.lit(read_from), F.lit(config.ds))
     )
     if adjust != "raw":
@@ -628,7 +630,7 @@ def run_anomalies(
     # `window` trading bars before start_ds, and a margin for holidays and missing bars.
     history = adjusted_history(spark, config, "total_return", start=config.start_ds - dt.timedelta(days=2 * window + 30))
     flagged = (
-        anomalies.flag(anomalies.robust_scores(history, window=window), thresholds)
+        anomalies.flag(anomalies.robust_scores(history, window=window, since=config.start_ds), thresholds)
         .filter(F.col("date").between(F.lit(config.start_ds), F.lit(config.ds)))
         .withColumn("ds", F.lit(config.ds))
     )

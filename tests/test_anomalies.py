@@ -43,6 +43,17 @@ def test_the_as_traded_split_jump_scores_as_an_anomaly(spark):
     assert {"return", "gap", "volume"} <= kinds_on_split
 
 
+def test_scoring_since_a_day_keeps_the_days_before_it_as_its_window(spark):
+    """A daily run scores only its day; its scores equal those of the whole history, filtered to the day on."""
+    frame = spark.createDataFrame(as_traded_bars())
+    since = DAYS[100]
+    keys = ["symbol", "date", "kind"]
+    whole = anomalies.robust_scores(frame).toPandas().sort_values(keys, ignore_index=True)
+    part = anomalies.robust_scores(frame, since=since).toPandas().sort_values(keys, ignore_index=True)
+    assert len(part) == 3 * (len(DAYS) - 100)  # every kind of every day from `since`, each with a full window
+    pd.testing.assert_frame_equal(part, whole[whole["date"] >= since].reset_index(drop=True))
+
+
 def test_run_anomalies_ignores_the_split_and_flags_the_spike(spark, warehouse):
     config = RunConfig(ds=DAYS[-1], start_ds=DAYS[80], warehouse=str(warehouse), namespace="anomalies_split")
     catalog.ensure_tables(spark, config)

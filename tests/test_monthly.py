@@ -6,11 +6,13 @@ import datetime as dt
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from lib.monthly import (
     METRICS,
     MONTHLY_SCHEMA,
     apply_days,
+    daily_rows,
     explode_metrics,
     month_start,
     monthly_from_prices,
@@ -319,6 +321,28 @@ def test_round_trip_daily_rows_to_arrays_and_back(spark):
 
     assert_same_rows(round_tripped, daily)
     assert_same_rows(to_daily_rows(explode_metrics(monthly, keep_nulls=True)), daily)
+    assert_same_rows(daily_rows(monthly), daily)  # the one-shuffle path 04_trends reads by
+
+
+def test_daily_rows_equals_the_pivot_with_a_metric_missing_and_a_day_without_a_bar(spark):
+    """daily_rows zips a month's arrays; a metric with no row that month is all null, a day with no value no row."""
+    days = [D(2024, 3, 1), D(2024, 3, 4), D(2024, 3, 5)]
+    daily = prices_df(
+        spark,
+        [
+            ("AAA", D(2024, 3, 1), 1.0, 2.0, 0.5, 1.5, 100.0, 1.2, 7),
+            ("AAA", D(2024, 3, 5), 1.1, 2.1, 0.6, 1.6, 110.0, 1.3, 8),
+            ("BBB", D(2024, 3, 4), 5.0, 6.0, 4.0, 5.5, 10.0, None, None),
+        ],
+    )
+    monthly = monthly_from_prices(daily, days)
+    without_vwap = monthly.filter(~((F.col("symbol") == "AAA") & (F.col("metric_name") == "vwap")))
+    expected = to_daily_rows(explode_metrics(without_vwap))
+    assert_same_rows(daily_rows(without_vwap), expected)
+    assert expected.filter(F.col("vwap").isNull() & (F.col("symbol") == "AAA")).count() == 2
+    assert sorted((r.symbol, r.date) for r in daily_rows(monthly).collect()) == [
+        ("AAA", D(2024, 3, 1)), ("AAA", D(2024, 3, 5)), ("BBB", D(2024, 3, 4))
+    ]  # fmt: skip
 
 
 def test_applied_days_may_be_unsorted_and_repeated(spark):
