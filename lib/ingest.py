@@ -31,6 +31,7 @@ from lib.config import DEFAULT_CONCURRENCY
 from lib.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
 from lib.polygon import ClientSettings
 from lib.ratelimit import Pacer, per_partition_rate
+from lib.trading_days import trading_days
 
 NEW_YORK = ZoneInfo("America/New_York")
 RANGE_PAGE_BARS = 50_000
@@ -246,19 +247,44 @@ class _CounterParam:
 
 
 PARTITION_CALLS = 20_000  # calls per partition at most, so the progress bar moves during long fan-outs
+# Bars per partition at most: a partition holds its bars as Python rows (about 1 KB each) until its calls are done,
+# so this bounds the fan-out's memory to about 2 GB a running partition whatever the span (20 years of the whole
+# market in one range run is 55 million bars: 28 partitions, 2 at a time, instead of 2 of 27 GB each).
+PARTITION_ROWS = 2_000_000
+WHOLE_MARKET_TICKERS = 12_000  # what a grouped call returns at most, when the caller does not say
+
+
+def expected_rows(tasks: list[FetchTask], tickers: int = WHOLE_MARKET_TICKERS) -> int:
+    """Bars the tasks return at most: a grouped day has a bar per ticker, a range call one per market day of its
+    span, an open-close call one."""
+    per_span: dict[tuple[dt.date, dt.date], int] = {}
+    total = 0
+    for task in tasks:
+        if task.endpoint == "grouped":
+            total += tickers
+        elif task.endpoint == "range":
+            key = (task.start, task.end)
+            if key not in per_span:
+                per_span[key] = len(trading_days(task.start, task.end))
+            total += per_span[key]
+        else:
+            total += 1
+    return total
 
 
 def fetch_partitions(
-    spark: SparkSession, tasks: int, max_calls_per_minute: float = 0.0, partitions: int | None = None
+    spark: SparkSession, tasks: int, max_calls_per_minute: float = 0.0, partitions: int | None = None, rows: int = 0
 ) -> tuple[int, int]:
     """(partitions, how many run at once). Without a cap: one per task slot, more for long fan-outs (the progress
-    bar moves, a lost task costs little); a second wave of partitions for a short fan-out only adds its start-up
-    and its tail (bench_ingest: 11,000 calls, 2 partitions x 128 in flight 350,000/min, 4 partitions 316,000/min).
+    bar moves, a lost task costs little) and for many bars (`rows`, at most PARTITION_ROWS each, in whole waves of
+    the slots); a second wave of partitions for a short fan-out only adds its start-up and its tail (bench_ingest:
+    11,000 calls, 2 partitions x 128 in flight 350,000/min, 4 partitions 316,000/min).
     With a cap: one per slot, all running at once for the whole fan-out, so the per-partition shares
     (cap / partitions) add up to the cap and no partition starts late."""
     slots = max(1, spark.sparkContext.defaultParallelism)
     if not partitions:
-        wanted = slots if max_calls_per_minute else max(slots, math.ceil(tasks / PARTITION_CALLS))
+        by_rows = slots * math.ceil(rows / (PARTITION_ROWS * slots)) if rows > PARTITION_ROWS * slots else slots
+        wanted = slots if max_calls_per_minute else max(by_rows, math.ceil(tasks / PARTITION_CALLS))
         partitions = max(1, min(tasks, wanted))
     return partitions, min(partitions, slots)
 
@@ -272,12 +298,14 @@ def fetch_bars(
     concurrency: int = DEFAULT_CONCURRENCY,
     partitions: int | None = None,
     progress: bool | None = None,
+    tickers: int = WHOLE_MARKET_TICKERS,
 ) -> FetchResult:
     """Run the planned calls on executors; every call is made exactly once (the result is checkpointed).
 
-    Each partition runs an asyncio client with `concurrency` requests in flight. `settings.max_calls_per_minute`
-    holds for all partitions together: each paces at its share (cap / partitions running at once). `progress` shows a tqdm
-    bar over Spark tasks on the driver (default: for 1,000 calls or more).
+    Each partition runs an asyncio client with `concurrency` requests in flight; `tickers` (the universe's size)
+    bounds what a grouped call returns, which sets how many partitions the bars need (PARTITION_ROWS).
+    `settings.max_calls_per_minute` holds for all partitions together: each paces at its share (cap / partitions
+    running at once). `progress` shows a tqdm bar over Spark tasks on the driver (default: for 1,000 calls or more).
     Raises PolygonAuthError (401/403: a bad key or an unentitled plan) with the calls made in `.calls`, `.retries`.
     """
     from pyspark.accumulators import AccumulatorParam
@@ -286,7 +314,9 @@ def fetch_bars(
     accumulators = {"calls": spark.sparkContext.accumulator(Counter(), param),
                     "retries": spark.sparkContext.accumulator(Counter(), param),
                     "cpu": spark.sparkContext.accumulator(0.0)}  # fmt: skip
-    partitions, running_at_once = fetch_partitions(spark, len(tasks), settings.max_calls_per_minute, partitions)
+    partitions, running_at_once = fetch_partitions(
+        spark, len(tasks), settings.max_calls_per_minute, partitions, expected_rows(tasks, tickers)
+    )
     # Spark runs at most one task per slot, so shares of cap / running_at_once never add up past the cap.
     partition_settings = dataclasses.replace(
         settings, max_calls_per_minute=per_partition_rate(settings.max_calls_per_minute, running_at_once)

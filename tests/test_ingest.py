@@ -166,6 +166,18 @@ def test_the_rate_cap_is_split_over_the_partitions_that_run_at_once(spark):
     assert ingest.fetch_partitions(spark, 3) == (min(3, slots), min(3, slots))
     assert ingest.fetch_partitions(spark, 2_772_000)[0] == 2_772_000 // ingest.PARTITION_CALLS + 1
     assert ingest.fetch_partitions(spark, 2_772_000, max_calls_per_minute=5) == (slots, slots)  # all at once
+    # Bars bound a partition too, in whole waves: 20 years of the whole market by grouped day (5,030 calls of
+    # 11,000 bars) needs 28 partitions (2 at a time here) of at most PARTITION_ROWS bars; a year needs no more.
+    twenty_years = ingest.plan_tasks("grouped", trading_days(dt.date(2006, 1, 3), dt.date(2025, 12, 31)), ["AAPL"])
+    rows = ingest.expected_rows(twenty_years, tickers=11_000)
+    assert rows == 11_000 * len(twenty_years) > 55_000_000
+    partitions, at_once = ingest.fetch_partitions(spark, len(twenty_years), rows=rows)
+    assert partitions % slots == 0 and rows / partitions <= ingest.PARTITION_ROWS < rows / (partitions - slots)
+    assert at_once == slots
+    tickers = [f"T{i}" for i in range(11_000)]
+    year = ingest.plan_tasks("range", trading_days(dt.date(2025, 1, 2), dt.date(2025, 12, 31)), tickers)
+    assert ingest.expected_rows(year) == 11_000 * 250
+    assert ingest.fetch_partitions(spark, len(year), rows=ingest.expected_rows(year)) == (slots, slots)
     assert per_partition_rate(6000, 2) == 3000 and per_partition_rate(0, 2) == 0
     pacer = Pacer(per_minute=600)  # a slot every 0.1 s, booked without sleeping
     slots_booked = [pacer.reserve() for _ in range(4)]
