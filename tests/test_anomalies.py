@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from lib import anomalies, catalog, steps
 from lib.config import RunConfig
@@ -41,6 +43,46 @@ def test_the_as_traded_split_jump_scores_as_an_anomaly(spark):
     scores = anomalies.flag(anomalies.robust_scores(spark.createDataFrame(as_traded_bars()))).toPandas()
     kinds_on_split = set(scores.loc[scores["date"] == SPLIT_DAY, "kind"])
     assert {"return", "gap", "volume"} <= kinds_on_split
+
+
+def reference_scores(values: list[float | None], window: int, min_bars: int) -> list[float | None]:
+    """The robust z-score by its definition, one bar at a time with the statistics module."""
+    out = []
+    for i, value in enumerate(values):
+        past = [v for v in values[max(0, i - window) : i] if v is not None]
+        if value is None or len(past) < min_bars:
+            out.append(None)
+            continue
+        median = statistics.median(past)
+        mad = statistics.median([abs(v - median) for v in past])
+        out.append((value - median) / (anomalies.MAD_TO_SIGMA * mad) if mad > 0 else None)
+    return out
+
+
+def test_trailing_scores_equal_the_definition_with_gaps_ties_and_a_flat_stretch():
+    rng = np.random.default_rng(5)
+    values = [float(v) for v in np.round(rng.normal(0, 1, 160), 2)]  # rounded: ties, even and odd windows
+    for i in (3, 40, 41, 42, 100):
+        values[i] = None  # missing measures (a null close) leave the window shorter
+    values[120:150] = [1.5] * 30  # a flat stretch: MAD 0, no score
+    for window, min_bars in ((7, 4), (20, 20), (60, 20)):
+        expected = reference_scores(values, window, min_bars)
+        got = anomalies.trailing_scores(np.array([np.nan if v is None else v for v in values]), window, min_bars)
+        assert [np.isnan(g) for g in got] == [e is None for e in expected]
+        assert [g for g in got if not np.isnan(g)] == pytest.approx([e for e in expected if e is not None], rel=1e-12)
+        assert sum(e is not None for e in expected) > 50
+        assert window > 20 or all(e is None for e in expected[141:150])  # a window inside the flat stretch
+
+
+def test_robust_scores_in_spark_equal_the_definition(spark):
+    frame = as_traded_bars()
+    scores = anomalies.robust_scores(spark.createDataFrame(frame), window=30, min_bars=10).toPandas()
+    closes = frame["close"].to_numpy()
+    returns = [None] + [float(np.log(b / a)) for a, b in zip(closes[:-1], closes[1:], strict=True)]
+    expected = {d: e for d, e in zip(DAYS, reference_scores(returns, 30, 10), strict=True) if e is not None}
+    got = scores[scores["kind"] == "return"].set_index("date")["score"].to_dict()
+    assert got.keys() == expected.keys()
+    assert [got[d] for d in expected] == pytest.approx(list(expected.values()), rel=1e-12)
 
 
 def test_scoring_since_a_day_keeps_the_days_before_it_as_its_window(spark):
