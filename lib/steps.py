@@ -594,9 +594,11 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "indicators", ("stock_prices",))
+    # Checkpointed: replace_rows reads its frame twice (the range check, the write), and the fold over every
+    # symbol's whole history is the expensive part; what is kept is only the span's rows.
     values = indicators.technical_indicators(adjusted_history(spark, config, "split")).filter(
         F.col("date").between(F.lit(config.start_ds), F.lit(config.ds))
-    )
+    ).localCheckpoint(eager=True)
     catalog.replace_rows(spark, config, "technical_indicators", values, "date", config.start_ds, config.ds)
     written = span_table(spark, config, "technical_indicators")
     return IndicatorsReport(written.count(), written.select("symbol").distinct().count(), time.monotonic() - started)
@@ -633,6 +635,7 @@ def run_anomalies(
         anomalies.flag(anomalies.robust_scores(history, window=window, since=config.start_ds), thresholds)
         .filter(F.col("date").between(F.lit(config.start_ds), F.lit(config.ds)))
         .withColumn("ds", F.lit(config.ds))
+        .localCheckpoint(eager=True)  # scored once: replace_rows reads its frame twice, the flagged rows are few
     )
     catalog.replace_rows(spark, config, "anomalies", flagged, "date", config.start_ds, config.ds)
     stored = span_table(spark, config, "anomalies").orderBy("date", "symbol", "kind").toPandas()
