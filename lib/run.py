@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lib.config import RunConfig, cli_value, load_params_file
-from lib.errors import WorkspaceError
+from lib.errors import ConfigError, WorkspaceError
 from lib.secrets import env_api_key
 from lib.trading_days import trading_days
 
@@ -97,6 +97,8 @@ def resolve_parameters(args: argparse.Namespace) -> dict:
     if not explicit_run_dir and args.runs_root:
         params["run_dir"] = str(Path(args.runs_root) / str(params.get("ds")))
     config = RunConfig.from_params(**params)  # refuses bad input before any notebook starts
+    if not args.per_day:
+        check_room(config)  # a range too big for this disk is refused now, not when the disk fills halfway
     params["ds"], params["start_ds"] = str(config.ds), str(config.start_ds)
     params["run_dir"] = config.run_dir
     if args.no_audit:
@@ -109,6 +111,53 @@ def resolve_parameters(args: argparse.Namespace) -> dict:
         params["wap_branch"] = branch_for_run(config.ds, config.start_ds)
         args.default_branch = True
     return params
+
+
+# Disk a range run needs per bar it stores: the tables keep about 170 bytes a bar (bench_scale: a year of the
+# whole market, 2.7 million bars, is 436 MiB over raw_daily_bars, stock_prices, the monthly arrays and
+# technical_indicators), and Spark's scratch (the fan-out's checkpoint, the shuffles) holds about as much again
+# while the run lasts; twice that again is the margin.
+BYTES_PER_BAR = 680
+WHOLE_MARKET_TICKERS = 12_000  # what the real API lists on a day, about; the simulator's universe is known
+
+
+def range_bars(config: RunConfig) -> int:
+    """Bars a range run of `config` stores at most: tickers (the symbols asked, the simulator's universe, or the
+    whole US market) times the market days of the span."""
+    tickers = len(config.symbols) or (config.simulator_tickers if config.uses_simulator else WHOLE_MARKET_TICKERS)
+    return tickers * len(config.span_days)
+
+
+def check_room(config: RunConfig, free_bytes: int | None = None) -> None:
+    """Refuse a range run whose bars would not fit on the warehouse's disk, with runs that would, oldest first.
+
+    Memory does not bound a range (the fan-out's partitions hold at most ingest.PARTITION_ROWS bars each and Spark
+    spills the rest); a local disk does. S3 (Glue) has no such bound and is not checked.
+    """
+    import shutil
+
+    if config.env != "local":
+        return
+    bars = range_bars(config)
+    need = bars * BYTES_PER_BAR
+    if free_bytes is None:
+        probe = Path(config.warehouse).resolve()
+        while not probe.exists():
+            probe = probe.parent
+        free_bytes = shutil.disk_usage(probe).free
+    if need <= free_bytes:
+        return
+    days = config.span_days
+    per_run = max(1, int(len(days) * free_bytes / need))
+    chunks = [days[i : i + per_run] for i in range(0, len(days), per_run)]
+    first = " ".join(f"--start-ds {c[0]} --ds {c[-1]}" for c in chunks[:1])
+    raise ConfigError(
+        f"the range {config.start_ds}..{config.ds} is {len(days):,} market days of about {bars // len(days):,} tickers, "
+        f"about {bars:,} bars: it needs about {need / 2**30:.1f} GiB of disk under {config.warehouse} and "
+        f"{free_bytes / 2**30:.1f} GiB are free. Free some space, or split it into {len(chunks)} range runs of at most "
+        f"{per_run:,} market days, oldest first, e.g. python -m lib.run {first}, then the next span (each run leaves "
+        "the tables whole, so the later ones only add to them)."
+    )
 
 
 def audit_line(params: dict, notebooks: list[str], each_day: bool = False) -> str:

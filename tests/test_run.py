@@ -6,6 +6,7 @@ real 01_ingest and 02_monthly_rollup six times in all, per day and as one range,
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -178,6 +179,31 @@ def test_a_failed_notebook_leaves_no_kernel_behind(tmp_path):
         kernel.execute(folder / "02_b.ipynb", tmp_path / "b2.ipynb", {"ds": MONDAY})
         assert kernel.km.provisioner.process.pid != first
     assert kernel.km is None
+
+
+def test_a_range_too_big_for_the_disk_is_refused_before_any_work(tmp_path, capsys):
+    """Twenty years of a 100,000-ticker universe (500 million bars) does not fit this disk: exit 2 at once, a
+    message that says how to split it, no warehouse, no record."""
+    warehouse = tmp_path / "wh"
+    code = run.main(["--start-ds", "2006-01-03", "--ds", "2025-12-31", "-p", "simulator_tickers", "100000",
+                     "-p", "warehouse", str(warehouse), "--runs-root", str(tmp_path / "runs")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "about 503,100,000 bars" in err and "GiB of disk" in err and "split it into" in err, err
+    assert not warehouse.exists() and not (tmp_path / "runs").exists()
+
+
+def test_check_room_splits_the_span_into_runs_that_fit():
+    from lib.config import RunConfig
+    from lib.errors import ConfigError
+
+    config = RunConfig(ds=dt.date(2025, 12, 31), start_ds=dt.date(2025, 1, 2), simulator_tickers=11_000)
+    need = run.range_bars(config) * run.BYTES_PER_BAR
+    assert run.range_bars(config) == 11_000 * 250
+    run.check_room(config, free_bytes=need)  # just fits
+    with pytest.raises(ConfigError, match=r"split it into 4 range runs of at most 83 market days, oldest first, "
+                                          r"e\.g\. python -m lib\.run --start-ds 2025-01-02 --ds 2025-05-02"):  # fmt: skip
+        run.check_room(config, free_bytes=need // 3)
 
 
 def test_per_day_refuses_a_run_dir_and_force_needs_per_day(tmp_path):

@@ -1,0 +1,184 @@
+"""The whole simulated market: a year's backfill, the next day's run, and backfills of 1, 5 and 20 years.
+
+Every figure is the wall clock of `python -m lib.run` as a user runs it (all default notebooks unless named), with
+the peak memory of its whole process tree (runner, kernel, JVM, simulator; sampled every half second) and the data
+files per table after it (pyiceberg). The daily run (the day after the year) is measured twice on copies of the
+same warehouse: as the runner runs it (one kernel and one Spark session for the notebooks of the run) and, as the
+baseline, with --kernel-per-notebook (a kernel, a JVM and a Spark session per notebook, as papermill alone runs
+them). The backfill curve runs 01_ingest and 02_monthly_rollup (the backfill proper) over 1, 5 and 20 years
+ending with 2025 (--years picks, e.g. --years 1,5), each in its own warehouse; a span the runner refuses as too big
+for one run is reported with the runner's message. `--quick`: 300 tickers, spans of 1 and 2 years.
+Everything lives in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from lib.trading_days import trading_days
+
+REPO = Path(__file__).resolve().parent.parent
+DAILY_TARGET_S = 35.0
+YEAR_TARGET_S = 150.0
+BACKFILL_NOTEBOOKS = ("01_ingest", "02_monthly_rollup")
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    tickers: int
+    years: tuple[int, ...]
+
+
+FULL = Size(tickers=11_000, years=(1, 5, 20))
+QUICK = Size(tickers=300, years=(1, 2))
+YEAR = (dt.date(2025, 1, 2), dt.date(2025, 12, 31))
+NEXT_DAY = dt.date(2026, 1, 2)
+
+
+@dataclasses.dataclass
+class Measured:
+    seconds: float
+    peak_rss_gib: float
+    returncode: int
+    output: str
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:  # ended between the listing and the read
+            pass
+    return total
+
+
+def run_command(args: list[str], warehouse: Path, runs_root: Path, tickers: int) -> Measured:
+    """One `python -m lib.run ...`: its wall clock, the peak RSS of its process tree, its exit code and output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("POLYGON_API_KEY", "MASSIVE_API_KEY")}  # the simulator
+    command = [
+        sys.executable, "-m", "lib.run", "-f", "params/local.yaml", *args,
+        "-p", "warehouse", str(warehouse), "-p", "simulator_tickers", str(tickers), "--runs-root", str(runs_root),
+    ]  # fmt: skip
+    peak = 0
+    started = time.monotonic()
+    child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.append(child.stdout.read()), daemon=True)
+    reader.start()
+    watched = psutil.Process(child.pid)
+    while child.poll() is None:
+        try:
+            peak = max(peak, _tree_rss(watched))
+        except psutil.Error:
+            pass
+        time.sleep(0.5)
+    seconds = time.monotonic() - started
+    reader.join()
+    return Measured(seconds, peak / 2**30, child.returncode, "".join(chunks))
+
+
+def files_per_table(warehouse: Path) -> dict[str, int]:
+    """Data files of each table's current snapshot (main), read with pyiceberg."""
+    from lib.catalog import SCHEMAS, pyiceberg_catalog
+    from lib.config import RunConfig
+
+    config = RunConfig.from_params(warehouse=str(warehouse))
+    cat = pyiceberg_catalog(config)
+    files = {}
+    for name in SCHEMAS:
+        try:
+            snapshot = cat.load_table(f"{config.namespace}.{name}").current_snapshot()
+        except Exception:  # a table this run did not write
+            continue
+        files[name] = int(snapshot.summary.get("total-data-files", 0)) if snapshot and snapshot.summary else 0
+    return files
+
+
+def _must(measured: Measured, what: str) -> Measured:
+    if measured.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {measured.returncode}):\n{measured.output[-4000:]}")
+    return measured
+
+
+def _files_line(files: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in files.items() if count)
+
+
+def daily_and_year(size: Size, root: Path) -> None:
+    warehouse, runs = root / "year_wh", root / "year_runs"
+    year = _must(run_command(["--start-ds", str(YEAR[0]), "--ds", str(YEAR[1])], warehouse, runs, size.tickers),
+                 "the year's range run")  # fmt: skip
+    bars = size.tickers * len(trading_days(*YEAR))
+    verdict = "meets" if year.seconds < YEAR_TARGET_S else "MISSES"
+    print(f"  year {YEAR[0]}..{YEAR[1]}, all notebooks, one range run: {year.seconds:7.1f} s, peak {year.peak_rss_gib:.1f} GiB"
+          f" (~{bars:,} bars; {verdict} the {YEAR_TARGET_S:.0f} s target)")  # fmt: skip
+    print(f"    files per table: {_files_line(files_per_table(warehouse))}")
+    shutil.copytree(warehouse, root / "baseline_wh")
+    day = _must(run_command(["--ds", str(NEXT_DAY)], warehouse, runs, size.tickers), "the next day's run")
+    baseline = _must(
+        run_command(["--ds", str(NEXT_DAY), "--kernel-per-notebook"], root / "baseline_wh", root / "baseline_runs",
+                    size.tickers),
+        "the next day's run with --kernel-per-notebook",
+    )  # fmt: skip
+    verdict = "meets" if day.seconds < DAILY_TARGET_S else "MISSES"
+    print(f"  next day {NEXT_DAY}, all notebooks, one kernel:      {day.seconds:7.1f} s, peak {day.peak_rss_gib:.1f} GiB"
+          f" ({verdict} the {DAILY_TARGET_S:.0f} s target)")  # fmt: skip
+    print(f"  the same day, a kernel per notebook (baseline): {baseline.seconds:7.1f} s, peak {baseline.peak_rss_gib:.1f} GiB")
+    print(f"  one kernel is {baseline.seconds / day.seconds:.2f}x faster than a kernel per notebook")
+    for line in day.output.splitlines():
+        if " ok in " in line or "FAILED" in line:
+            print(f"    {line.strip()}")
+
+
+def backfill_curve(size: Size, root: Path, years: tuple[int, ...]) -> None:
+    previous = None
+    for count in years:
+        start = dt.date(YEAR[1].year - count + 1, 1, 1)
+        days = len(trading_days(start, YEAR[1]))
+        warehouse = root / f"backfill_{count}y_wh"
+        measured = run_command(
+            ["--start-ds", str(start), "--ds", str(YEAR[1]), "--notebooks", *BACKFILL_NOTEBOOKS],
+            warehouse, root / f"backfill_{count}y_runs", size.tickers,
+        )  # fmt: skip
+        if measured.returncode == 2:  # refused before any work: the runner says how to split it
+            refusal = next((line for line in measured.output.splitlines() if line.startswith("error:")), measured.output)
+            print(f"  {count:>2} year(s), {days:,} market days: refused in {measured.seconds:.1f} s: {refusal[:400]}")
+            continue
+        _must(measured, f"the {count}-year backfill")
+        per_year = measured.seconds / count
+        scaling = ""
+        if previous:
+            scaling = f", {per_year / (previous[1] / previous[0]):.2f}x the time a year of the {previous[0]}-year run"
+        print(f"  {count:>2} year(s) {start}..{YEAR[1]} ({days:,} market days, ~{size.tickers * days:,} bars), 01+02: "
+              f"{measured.seconds:7.1f} s ({per_year:.0f} s a year{scaling}), peak {measured.peak_rss_gib:.1f} GiB")  # fmt: skip
+        print(f"    files per table: {_files_line(files_per_table(warehouse))}")
+        previous = (count, measured.seconds)
+        shutil.rmtree(warehouse, ignore_errors=True)
+
+
+def main(quick: bool = False, years: tuple[int, ...] | None = None) -> None:
+    size = QUICK if quick else FULL
+    root = Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    try:
+        print(f"{size.tickers:,} simulator tickers on {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
+        daily_and_year(size, root)
+        backfill_curve(size, root, years or size.years)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    chosen = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--years=")), None)
+    main(quick="--quick" in sys.argv, years=tuple(int(y) for y in chosen.split(",")) if chosen else None)
