@@ -75,14 +75,19 @@ def test_trailing_scores_equal_the_definition_with_gaps_ties_and_a_flat_stretch(
 
 
 def test_robust_scores_in_spark_equal_the_definition(spark):
-    frame = as_traded_bars()
-    scores = anomalies.robust_scores(spark.createDataFrame(frame), window=30, min_bars=10).toPandas()
-    closes = frame["close"].to_numpy()
-    returns = [None] + [float(np.log(b / a)) for a, b in zip(closes[:-1], closes[1:], strict=True)]
-    expected = {d: e for d, e in zip(DAYS, reference_scores(returns, 30, 10), strict=True) if e is not None}
-    got = scores[scores["kind"] == "return"].set_index("date")["score"].to_dict()
-    assert got.keys() == expected.keys()
-    assert [got[d] for d in expected] == pytest.approx(list(expected.values()), rel=1e-12)
+    """Three symbols scored together (one numpy pass over series laid end to end): no window crosses a symbol."""
+    one = as_traded_bars()
+    frames = {"SPL": one, "REV": one.assign(symbol="REV", close=one["close"].to_numpy()[::-1]),
+              "LATE": one.iloc[100:].assign(symbol="LATE", close=one["close"].to_numpy()[100:] * 3)}  # fmt: skip
+    scores = anomalies.robust_scores(spark.createDataFrame(pd.concat(frames.values())), window=30, min_bars=10)
+    scores = scores.toPandas()
+    for symbol, frame in frames.items():
+        closes = frame["close"].to_numpy()
+        returns = [None] + [float(np.log(b / a)) for a, b in zip(closes[:-1], closes[1:], strict=True)]
+        expected = {d: e for d, e in zip(frame["date"], reference_scores(returns, 30, 10), strict=True) if e is not None}
+        got = scores[(scores["kind"] == "return") & (scores["symbol"] == symbol)].set_index("date")["score"].to_dict()
+        assert got.keys() == expected.keys(), symbol
+        assert [got[d] for d in expected] == pytest.approx(list(expected.values()), rel=1e-12), symbol
 
 
 def test_scoring_since_a_day_keeps_the_days_before_it_as_its_window(spark):
