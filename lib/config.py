@@ -459,6 +459,7 @@ PARAMETER_RULES: dict[str, Callable[[str, Any], Any]] = {
 # Requests in flight per Spark partition of the fan-out. 128 against the simulator's 20 ms on 2 cores: 64 leaves the
 # fan-out waiting on latency (bench_ingest); the rate cap, not this, is what keeps a real plan's limits.
 DEFAULT_CONCURRENCY = 128
+WHOLE_MARKET_TICKERS = 12_000  # about what the real API lists on a day (the simulator's universe is known)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 from lib import async_client
 from lib.async_client import AsyncPolygonClient
 from lib.catalog import SCHEMAS
-from lib.config import DEFAULT_CONCURRENCY
+from lib.config import DEFAULT_CONCURRENCY, WHOLE_MARKET_TICKERS
 from lib.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
 from lib.polygon import ClientSettings
 from lib.ratelimit import Pacer, per_partition_rate
@@ -251,7 +251,6 @@ PARTITION_CALLS = 20_000  # calls per partition at most, so the progress bar mov
 # so this bounds the fan-out's memory to about 2 GB a running partition whatever the span (20 years of the whole
 # market in one range run is 55 million bars: 28 partitions, 2 at a time, instead of 2 of 27 GB each).
 PARTITION_ROWS = 2_000_000
-WHOLE_MARKET_TICKERS = 12_000  # what a grouped call returns at most, when the caller does not say
 
 
 def expected_rows(tasks: list[FetchTask], tickers: int = WHOLE_MARKET_TICKERS) -> int:

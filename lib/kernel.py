@@ -50,7 +50,6 @@ class SharedKernel:
         self.extra_arguments = list(extra_arguments or [])
         self.kernel_name = kernel_name
         self.km: AsyncKernelManager | None = None
-        self.notebooks_run = 0
 
     def __enter__(self) -> SharedKernel:
         return self
@@ -123,7 +122,6 @@ class SharedKernel:
         except BaseException:
             self.shutdown()  # a failed cell may have left anything behind it (a stopped session, half a state)
             raise
-        self.notebooks_run += 1
         return notebook
 
 

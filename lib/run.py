@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lib.config import RunConfig, cli_value, load_params_file
+from lib.config import WHOLE_MARKET_TICKERS, RunConfig, cli_value, load_params_file
 from lib.errors import ConfigError, WorkspaceError
 from lib.secrets import env_api_key
 from lib.trading_days import trading_days
@@ -118,7 +118,6 @@ def resolve_parameters(args: argparse.Namespace) -> dict:
 # technical_indicators), and Spark's scratch (the fan-out's checkpoint, the shuffles) holds about as much again
 # while the run lasts; twice that again is the margin.
 BYTES_PER_BAR = 680
-WHOLE_MARKET_TICKERS = 12_000  # what the real API lists on a day, about; the simulator's universe is known
 
 
 def range_bars(config: RunConfig) -> int:
@@ -150,7 +149,7 @@ def check_room(config: RunConfig, free_bytes: int | None = None) -> None:
     days = config.span_days
     per_run = max(1, int(len(days) * free_bytes / need))
     chunks = [days[i : i + per_run] for i in range(0, len(days), per_run)]
-    first = " ".join(f"--start-ds {c[0]} --ds {c[-1]}" for c in chunks[:1])
+    first = f"--start-ds {chunks[0][0]} --ds {chunks[0][-1]}"
     raise ConfigError(
         f"the range {config.start_ds}..{config.ds} is {len(days):,} market days of about {bars // len(days):,} tickers, "
         f"about {bars:,} bars: it needs about {need / 2**30:.1f} GiB of disk under {config.warehouse} and "
