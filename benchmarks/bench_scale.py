@@ -142,6 +142,46 @@ def daily_and_year(size: Size, root: Path) -> None:
             print(f"    {line.strip()}")
 
 
+# One symbol's span through lib.prices in a new process, as `python -m lib.prices` and the dashboard read it: the first
+# read (imports, catalog, scan) and the next one (the dashboard's case: a process that stays up), against the same
+# rows read by pyiceberg's own scan (Table.scan().to_arrow(), the baseline: how lib.quicklook read them before).
+_READ_ONE = """
+import datetime as dt, json, sys, time
+t0 = time.perf_counter()
+from lib import prices
+from lib.catalog import pyiceberg_catalog
+from lib.config import RunConfig
+from pyiceberg.expressions import EqualTo, In
+config = RunConfig.from_params(ds=sys.argv[3], warehouse=sys.argv[1])
+table = pyiceberg_catalog(config).load_table(config.namespace + ".monthly_stock_prices")
+start, end = dt.date.fromisoformat(sys.argv[2]), dt.date.fromisoformat(sys.argv[3])
+# the last symbol of the first month: a month file is sorted by symbol, so the worst place for a reader to find it
+first_month = table.scan(row_filter=EqualTo("month_start", start.replace(day=1).isoformat()), selected_fields=("symbol",))
+symbol = max(first_month.to_arrow()["symbol"].to_pylist())
+t1 = time.perf_counter()
+rows = len(prices.read(config, [symbol], start, end))
+t2 = time.perf_counter()
+prices.read(config, [symbol], start, end)
+t3 = time.perf_counter()
+table.scan(row_filter=In("symbol", [symbol]), selected_fields=("symbol", "metric_name", "metric_array", "month_start")).to_arrow()
+t4 = time.perf_counter()
+print(json.dumps({"symbol": symbol, "rows": rows, "first": t2 - t1, "imports": t1 - t0, "next": t3 - t2, "pyiceberg": t4 - t3}))
+"""
+
+
+def read_one_symbol(warehouse: Path, start: dt.date, end: dt.date) -> str:
+    import json
+
+    done = subprocess.run([sys.executable, "-c", _READ_ONE, str(warehouse), str(start), str(end)], cwd=REPO,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode:
+        return f"could not read: {done.stderr.strip()[-300:]}"
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    return (f"one symbol ({r['symbol']}, {r['rows']:,} days) through lib.prices.read: {r['next']:.2f} s in a process that "
+            f"stays up ({r['first']:.2f} s the first read, after {r['imports']:.1f} s of imports); pyiceberg's own "
+            f"scan of its monthly arrays alone: {r['pyiceberg']:.2f} s, {r['pyiceberg'] / r['next']:.1f}x the read")
+
+
 def backfill_curve(size: Size, root: Path, years: tuple[int, ...]) -> None:
     previous = None
     for count in years:
@@ -164,6 +204,7 @@ def backfill_curve(size: Size, root: Path, years: tuple[int, ...]) -> None:
         print(f"  {count:>2} year(s) {start}..{YEAR[1]} ({days:,} market days, ~{size.tickers * days:,} bars), 01+02: "
               f"{measured.seconds:7.1f} s ({per_year:.0f} s a year{scaling}), peak {measured.peak_rss_gib:.1f} GiB")  # fmt: skip
         print(f"    files per table: {_files_line(files_per_table(warehouse))}")
+        print(f"    {read_one_symbol(warehouse, start, YEAR[1])}")
         previous = (count, measured.seconds)
         shutil.rmtree(warehouse, ignore_errors=True)
 

@@ -169,6 +169,10 @@ TABLE_PROPERTIES = {
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
 }
+# Per table, on top of TABLE_PROPERTIES. The monthly arrays are read a few symbols at a time without Spark
+# (lib.quicklook): row groups of about 1 MiB (≈10,000 symbol-metric rows, sorted by symbol) let a reader skip to a
+# symbol's rows by their statistics, where Parquet's default 128 MiB makes a whole month's file one row group.
+EXTRA_PROPERTIES = {"monthly_stock_prices": {"write.parquet.row-group-size-bytes": str(1 << 20)}}
 
 
 # Real-time minute bars (lib.stream): one row per symbol and window_start (UTC instants), the latest received; and the
@@ -276,11 +280,13 @@ def ensure_tables(spark: SparkSession, config: RunConfig) -> None:
 def _create_missing_tables(spark: SparkSession, config: RunConfig) -> None:
     namespace = quote_identifier(config.catalog, config.namespace)
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {namespace}")
-    props = ", ".join(f"'{k}'='{v}'" for k, v in TABLE_PROPERTIES.items())
     existing = {row.tableName for row in spark.sql(f"SHOW TABLES IN {namespace}").collect()}
     for name, schema in SCHEMAS.items():
+        extra = EXTRA_PROPERTIES.get(name, {})
         if name in existing:
+            _add_missing_properties(spark, table_identifier(config, name), extra)
             continue
+        props = ", ".join(f"'{k}'='{v}'" for k, v in {**TABLE_PROPERTIES, **extra}.items())
         partitioned_by = f"PARTITIONED BY ({PARTITIONING[name]}) " if PARTITIONING[name] else ""
         spark.sql(
             f"CREATE TABLE IF NOT EXISTS {table_identifier(config, name)} ({_ddl_columns(schema)}) USING iceberg "
@@ -288,6 +294,18 @@ def _create_missing_tables(spark: SparkSession, config: RunConfig) -> None:
         )
         if name in WRITE_ORDER:
             spark.sql(f"ALTER TABLE {table_identifier(config, name)} WRITE ORDERED BY {WRITE_ORDER[name]}")
+
+
+def _add_missing_properties(spark: SparkSession, table: str, properties: dict[str, str]) -> None:
+    # A warehouse made before a property was added gets it (its later writes and compactions follow it); a value
+    # the user set is kept.
+    if not properties:
+        return
+    have = {row.key for row in spark.sql(f"SHOW TBLPROPERTIES {table}").collect()}
+    missing = {k: v for k, v in properties.items() if k not in have}
+    if missing:
+        props = ", ".join(f"'{k}'='{v}'" for k, v in missing.items())
+        spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({props})")
 
 
 # --- write-audit-publish: the market data a run stages on its branch (lib.wap publishes it) ----------------------

