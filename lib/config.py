@@ -196,11 +196,11 @@ def _url(name: str, value: Any, schemes: tuple[str, ...], example: str, empty_hi
 
 
 def _api_base_url(name: str, value: Any) -> str:
-    return _url(name, value, ("http", "https"), "https://api.polygon.io", "leave it empty to use the bundled simulator.")
+    return _url(name, value, ("http", "https"), "https://api.massive.com", "leave it empty to use the bundled simulator.")
 
 
 def _stream_url(name: str, value: Any) -> str:
-    return _url(name, value, ("ws", "wss"), "wss://socket.polygon.io/stocks", "leave it empty for the simulator's feed.")
+    return _url(name, value, ("ws", "wss"), "wss://socket.massive.com/stocks", "leave it empty for the simulator's feed.")
 
 
 def _spark_master(name: str, value: Any) -> str:
