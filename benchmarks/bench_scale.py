@@ -91,19 +91,13 @@ def run_command(args: list[str], warehouse: Path, runs_root: Path, tickers: int)
 
 def files_per_table(warehouse: Path) -> dict[str, int]:
     """Data files of each table's current snapshot (main), read with pyiceberg."""
-    from lib.catalog import SCHEMAS, pyiceberg_catalog
+    from lib.catalog import pyiceberg_catalog
     from lib.config import RunConfig
+    from lib.run import current_snapshots
 
-    config = RunConfig.from_params(warehouse=str(warehouse))
-    cat = pyiceberg_catalog(config)
-    files = {}
-    for name in SCHEMAS:
-        try:
-            snapshot = cat.load_table(f"{config.namespace}.{name}").current_snapshot()
-        except Exception:  # a table this run did not write
-            continue
-        files[name] = int(snapshot.summary.get("total-data-files", 0)) if snapshot and snapshot.summary else 0
-    return files
+    config = RunConfig.from_params(ds=str(YEAR[1]), warehouse=str(warehouse))  # ds: any day, the config needs one
+    snapshots = current_snapshots(pyiceberg_catalog(config), config.namespace)
+    return {name: int(s.summary.get("total-data-files", 0)) if s and s.summary else 0 for name, s in snapshots.items()}
 
 
 def _must(measured: Measured, what: str) -> Measured:
@@ -126,9 +120,10 @@ def daily_and_year(size: Size, root: Path) -> None:
           f" (~{bars:,} bars; {verdict} the {YEAR_TARGET_S:.0f} s target)")  # fmt: skip
     print(f"    files per table: {_files_line(files_per_table(warehouse))}")
     shutil.copytree(warehouse, root / "baseline_wh")
-    day = _must(run_command(["--ds", str(NEXT_DAY)], warehouse, runs, size.tickers), "the next day's run")
+    day_args = ["--start-ds", str(NEXT_DAY), "--ds", str(NEXT_DAY)]  # the params file's start_ds is another span's
+    day = _must(run_command(day_args, warehouse, runs, size.tickers), "the next day's run")
     baseline = _must(
-        run_command(["--ds", str(NEXT_DAY), "--kernel-per-notebook"], root / "baseline_wh", root / "baseline_runs",
+        run_command([*day_args, "--kernel-per-notebook"], root / "baseline_wh", root / "baseline_runs",
                     size.tickers),
         "the next day's run with --kernel-per-notebook",
     )  # fmt: skip

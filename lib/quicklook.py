@@ -73,8 +73,7 @@ def scan_symbols(
         values += list(months)
     columns = ", ".join(f'"{name}"' for name in fields)
     with duckdb.connect() as con:
-        result = con.execute(f"SELECT {columns} FROM read_parquet(?) WHERE {where}", [paths, *values]).to_arrow_table()
-    return result
+        return con.execute(f"SELECT {columns} FROM read_parquet(?) WHERE {where}", [paths, *values]).to_arrow_table()
 
 
 def read_daily(

@@ -362,21 +362,25 @@ def quality_summary(params: dict) -> dict | None:
     }
 
 
-def main_snapshots(params: dict) -> dict[str, int | None]:
-    """Table name -> the snapshot id of main after the run (None: a table main never wrote)."""
+def current_snapshots(cat, namespace: str) -> dict:
+    """Table name -> main's current pyiceberg Snapshot (None: a table main never wrote); tables not made are left out."""
     from lib.catalog import SCHEMAS
 
-    cat, config = _catalog(params)
-    if cat is None:
-        return {}
     found = {}
     for name in SCHEMAS:
         try:
-            snapshot = cat.load_table(f"{config.namespace}.{name}").current_snapshot()
+            found[name] = cat.load_table(f"{namespace}.{name}").current_snapshot()
         except Exception:  # a table the run did not reach
             continue
-        found[name] = snapshot.snapshot_id if snapshot else None
     return found
+
+
+def main_snapshots(params: dict) -> dict[str, int | None]:
+    """Table name -> the snapshot id of main after the run (None: a table main never wrote)."""
+    cat, config = _catalog(params)
+    if cat is None:
+        return {}
+    return {name: s.snapshot_id if s else None for name, s in current_snapshots(cat, config.namespace).items()}
 
 
 def audit_state(params: dict, config: RunConfig, notebooks: list[dict]) -> dict | None:
