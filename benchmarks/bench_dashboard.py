@@ -90,8 +90,9 @@ def timed_page(base: str, **query) -> float:
 
 def full_scan_seconds(warehouse: Path, symbol: str) -> float:
     """The baseline: the whole monthly_stock_prices table read with pyiceberg, then one symbol's rows kept."""
-    from lib.catalog import pyiceberg_catalog
-    from lib.config import RunConfig, load_params_file
+    from lib.settings.command_line import load_params_file
+    from lib.settings.config import RunConfig
+    from lib.storage.catalog import pyiceberg_catalog
 
     config = RunConfig.from_params(**(load_params_file(REPO / "params" / "local.yaml") | {"warehouse": str(warehouse)}))
     started = time.monotonic()
@@ -105,8 +106,9 @@ def full_scan_seconds(warehouse: Path, symbol: str) -> float:
 
 def pruned_read_seconds(warehouse: Path, symbol: str, start: dt.date, end: dt.date) -> float:
     """The dashboard's own price read for the same symbol: lib.prices.read, pruned to the symbol's months."""
-    from lib import prices
-    from lib.config import RunConfig, load_params_file
+    from lib.analytics import prices
+    from lib.settings.command_line import load_params_file
+    from lib.settings.config import RunConfig
 
     config = RunConfig.from_params(**(load_params_file(REPO / "params" / "local.yaml") | {"warehouse": str(warehouse)}))
     started = time.monotonic()
@@ -119,8 +121,9 @@ def pruned_read_seconds(warehouse: Path, symbol: str, start: dt.date, end: dt.da
 def symbols_of(warehouse: Path) -> list[str]:
     from pyiceberg.expressions import EqualTo
 
-    from lib.catalog import pyiceberg_catalog
-    from lib.config import RunConfig, load_params_file
+    from lib.settings.command_line import load_params_file
+    from lib.settings.config import RunConfig
+    from lib.storage.catalog import pyiceberg_catalog
 
     config = RunConfig.from_params(**(load_params_file(REPO / "params" / "local.yaml") | {"warehouse": str(warehouse)}))
     table = pyiceberg_catalog(config).load_table(f"{config.namespace}.monthly_stock_prices")

@@ -3,7 +3,7 @@
 Against the bundled simulator (its own process, 20 ms latency, 11,000 tickers), one market day:
 
 1. call counts of grouped, range, per_ticker and auto for one day and one year (no HTTP);
-2. per_ticker through the notebook's code path: `ingest.fetch_bars` on Spark local[*] (async client in
+2. per_ticker through the notebook's code path: `fanout.fetch_bars` on Spark local[*] (async client in
    mapPartitions), at the default concurrency and higher;
 3. the seed-style baseline in the same run: sequential `requests.get` in a Python UDF over 4 partitions,
    one call at a time, on a subset;
@@ -41,12 +41,12 @@ def _row(label: str, value: str, note: str = "") -> None:
 
 
 def call_count_table(tickers: int) -> None:
-    from lib import ingest
+    from lib.ingestion import fanout
 
     print(f"\nCalls per strategy ({tickers:,} tickers; bar calls, plus {math.ceil(tickers / 1000)} ticker pages of 1,000)")
     for label, days in (("one market day", 1), ("one year (252 market days)", 252)):
-        counts = ingest.call_counts(days, tickers)
-        auto, _ = ingest.choose_strategy("auto", days, tickers)
+        counts = fanout.call_counts(days, tickers)
+        auto, _ = fanout.choose_strategy("auto", days, tickers)
         _row(f"{label}: grouped / range / per_ticker",
              f"{counts['grouped']:,} / {counts['range']:,} / {counts['per_ticker']:,}")  # fmt: skip
         _row(f"{label}: auto", f"{counts[auto]:,}", f"(chose {auto})")
@@ -72,13 +72,13 @@ def baseline_udf(spark, base_url: str, symbols: list[str]) -> tuple[int, float]:
 
 
 def client_alone(base_url: str, symbols: list[str], concurrency: int) -> tuple[int, float]:
-    from lib import async_client, ingest
-    from lib.polygon import ClientSettings
+    from lib.ingestion import async_client, fanout
+    from lib.ingestion.rest_client import ClientSettings
 
     settings = ClientSettings(base_url=base_url, api_key="bench")
-    tasks = ingest.plan_tasks("per_ticker", [DAY], symbols)
+    tasks = fanout.plan_tasks("per_ticker", [DAY], symbols)
     started = time.monotonic()
-    _, calls, _ = async_client.run(ingest.fetch_tasks(settings, tasks, True, concurrency))
+    _, calls, _ = async_client.run(fanout.fetch_tasks(settings, tasks, True, concurrency))
     return sum(calls.values()), time.monotonic() - started
 
 
@@ -96,11 +96,11 @@ def _rate_while_all_partitions_ran(result, symbols: list[str]) -> float:
 
 
 def main(quick: bool = False) -> None:
-    from lib import ingest
-    from lib.config import DEFAULT_CONCURRENCY
-    from lib.polygon import ClientSettings
-    from lib.session import build_local_session
+    from lib.ingestion import fanout
+    from lib.ingestion.rest_client import ClientSettings
+    from lib.settings.config import DEFAULT_CONCURRENCY
     from lib.simulator import SimulatorProcess, universe
+    from lib.storage.session import build_local_session
 
     tickers = 2_000 if quick else 11_000
     baseline_calls = 100 if quick else 400
@@ -110,7 +110,7 @@ def main(quick: bool = False) -> None:
     warehouse = tempfile.mkdtemp(prefix="bench-ingest-")
     spark = build_local_session("local", warehouse, app_name="bench_ingest", shuffle_partitions=2)
     symbols = [r["ticker"] for r in universe(tickers, 42)]
-    per_ticker = ingest.plan_tasks("per_ticker", [DAY], symbols)
+    per_ticker = fanout.plan_tasks("per_ticker", [DAY], symbols)
     figures: dict[str, float] = {}
     try:
         with SimulatorProcess(tickers=tickers, latency_ms=LATENCY_MS) as sim:
@@ -119,14 +119,14 @@ def main(quick: bool = False) -> None:
             print(f"\nper_ticker, one day, {tickers:,} tickers, simulator latency {LATENCY_MS} ms, "
                   f"Spark {spark.sparkContext.master} ({spark.sparkContext.defaultParallelism} slots), "
                   f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-            ingest.fetch_bars(spark, settings, per_ticker[:200], concurrency=16, progress=False)  # warm-up
+            fanout.fetch_bars(spark, settings, per_ticker[:200], concurrency=16, progress=False)  # warm-up
 
             for concurrency in (64, 128, 256):
                 # The median of REPEATS fan-outs: one takes 2-3 s, so a single run is at the mercy of a hiccup.
                 runs = []
                 for _ in range(REPEATS):
                     server_cpu = _cpu_seconds(server_pid)
-                    run = ingest.fetch_bars(spark, settings, per_ticker, concurrency=concurrency, progress=False)
+                    run = fanout.fetch_bars(spark, settings, per_ticker, concurrency=concurrency, progress=False)
                     runs.append((run.seconds, (_cpu_seconds(server_pid) - server_cpu) / run.seconds, run))
                     assert run.failures.count() == 0 and run.total_calls == len(per_ticker)
                 _, server_busy, result = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
@@ -162,8 +162,8 @@ def main(quick: bool = False) -> None:
 
             cap_calls = int(CAP_PER_MINUTE * cap_seconds / 60)
             capped = ClientSettings(base_url=sim.base_url, api_key="bench", max_calls_per_minute=CAP_PER_MINUTE)
-            ingest.fetch_bars(spark, capped, per_ticker[:20], concurrency=4, progress=False)  # warm the workers
-            result = ingest.fetch_bars(spark, capped, per_ticker[:cap_calls], concurrency=64, progress=False)
+            fanout.fetch_bars(spark, capped, per_ticker[:20], concurrency=4, progress=False)  # warm the workers
+            result = fanout.fetch_bars(spark, capped, per_ticker[:cap_calls], concurrency=64, progress=False)
             # Bars are stamped when their answer arrives: the spacing of the answers is the spacing of the calls.
             window = result.raw_bars.selectExpr("min(received_at) AS first", "max(received_at) AS last",
                                                 "count(*) AS answers").first()  # fmt: skip

@@ -22,8 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lib import catalog, monthly
-from lib.config import RunConfig
+from lib.settings.config import RunConfig
+from lib.storage import catalog, monthly
 
 SEED = 42
 YEAR = 2025  # a complete past year of NYSE sessions
@@ -88,7 +88,7 @@ def best_of(action: Callable[[], object], repeats: int = READ_REPEATS) -> float:
 
 
 def year_sessions(months: int) -> list[dt.date]:
-    from lib.trading_days import trading_days
+    from lib.core.trading_days import trading_days
 
     last_day = dt.date(YEAR, months % 12 + 1, 1) - dt.timedelta(days=1) if months < 12 else dt.date(YEAR, 12, 31)
     return trading_days(dt.date(YEAR, 1, 1), last_day)
@@ -186,7 +186,7 @@ def daily_reads(spark, table: str, symbol: str):
     """The same two reads on daily rows (trends.monthly_returns: last close / first close - 1 per month)."""
     from pyspark.sql import functions as F
 
-    from lib import trends
+    from lib.analytics import trends
 
     rows = spark.table(table)
     symbol_history = rows.filter(F.col("symbol") == symbol).select("symbol", "date", "close")
@@ -271,7 +271,7 @@ def print_table(rows: list[Figures], daily: Figures, size: Size, day_count: int,
 
 
 def main(quick: bool = False) -> None:
-    from lib.session import build_local_session
+    from lib.storage.session import build_local_session
 
     size = QUICK if quick else FULL
     sessions = year_sessions(size.months)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lib.trading_days import trading_days
+from lib.core.trading_days import trading_days
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 20.0

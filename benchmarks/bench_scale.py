@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from lib.trading_days import trading_days
+from lib.core.trading_days import trading_days
 
 REPO = Path(__file__).resolve().parent.parent
 DAILY_TARGET_S = 35.0
@@ -91,9 +91,9 @@ def run_command(args: list[str], warehouse: Path, runs_root: Path, tickers: int)
 
 def files_per_table(warehouse: Path) -> dict[str, int]:
     """Data files of each table's current snapshot (main), read with pyiceberg."""
-    from lib.catalog import pyiceberg_catalog
-    from lib.config import RunConfig
-    from lib.run import current_snapshots
+    from lib.running.runner import current_snapshots
+    from lib.settings.config import RunConfig
+    from lib.storage.catalog import pyiceberg_catalog
 
     config = RunConfig.from_params(ds=str(YEAR[1]), warehouse=str(warehouse))  # ds: any day, the config needs one
     snapshots = current_snapshots(pyiceberg_catalog(config), config.namespace)
@@ -139,13 +139,13 @@ def daily_and_year(size: Size, root: Path) -> None:
 
 # One symbol's span through lib.prices in a new process, as `python -m lib.prices` and the dashboard read it: the first
 # read (imports, catalog, scan) and the next one (the dashboard's case: a process that stays up), against the same
-# rows read by pyiceberg's own scan (Table.scan().to_arrow(), the baseline: how lib.quicklook read them before).
+# rows read by pyiceberg's own scan (Table.scan().to_arrow(), the baseline: how lib.storage.lake_reader read them before).
 _READ_ONE = """
 import datetime as dt, json, sys, time
 t0 = time.perf_counter()
-from lib import prices
-from lib.catalog import pyiceberg_catalog
-from lib.config import RunConfig
+from lib.analytics import prices
+from lib.storage.catalog import pyiceberg_catalog
+from lib.settings.config import RunConfig
 from pyiceberg.expressions import EqualTo, In
 config = RunConfig.from_params(ds=sys.argv[3], warehouse=sys.argv[1])
 table = pyiceberg_catalog(config).load_table(config.namespace + ".monthly_stock_prices")

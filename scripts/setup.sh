@@ -39,5 +39,8 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python_bin" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r requirements.lock
+# The workspace itself, editable: `import lib` from any folder (JupyterLab opens notebooks/, papermill, Spark's workers).
+# No build isolation: the venv's own setuptools builds it, nothing more is fetched.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (stocks)" >/dev/null
 echo "setup: $venv is ready"

@@ -33,7 +33,7 @@ def warehouse(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def spark(warehouse):
-    from lib.session import build_local_session
+    from lib.storage.session import build_local_session
 
     session = build_local_session("local", warehouse, app_name="tests", shuffle_partitions=2)
     yield session

@@ -1,4 +1,4 @@
-"""lib.anomalies and steps.run_anomalies: a split explains its as-traded jump, an injected spike is flagged."""
+"""lib.analytics.anomalies and steps.run_anomalies: a split explains its as-traded jump, an injected spike is flagged."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import anomalies, catalog, steps
-from lib.config import RunConfig
-from lib.trading_days import trading_days
+from lib.analytics import anomalies
+from lib.core.trading_days import trading_days
+from lib.running import steps
+from lib.settings.config import RunConfig
+from lib.storage import catalog
 
 D = dt.date
 ACTIONS_DDL = (

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from chispa import assert_df_equality
 
-from lib import catalog
-from lib.config import RunConfig
+from lib.settings.config import RunConfig
+from lib.storage import catalog
 
 MONTHLY_SCHEMA = catalog.SCHEMAS["monthly_stock_prices"]
 PRICES_SCHEMA = catalog.SCHEMAS["stock_prices"]
@@ -133,7 +133,7 @@ def test_maintain_refuses_to_expire_every_snapshot(spark, config):
 
 
 def test_run_rollup_maintains_the_monthly_table_after_its_write(spark, warehouse):
-    from lib import steps
+    from lib.running import steps
 
     config = config_for(warehouse, "rollup_maintenance")
     catalog.ensure_tables(spark, config)

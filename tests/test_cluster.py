@@ -110,7 +110,7 @@ def test_ingest_and_rollup_run_on_both_workers_and_equal_a_local_run(cluster, tm
     workers = {worker["webuiaddress"]: worker["id"] for worker in status["workers"] if worker["state"] == "ALIVE"}
     assert len(workers) == 2, status["workers"]
     finished = [app for app in status["completedapps"] if app["name"].startswith("stocks ")]
-    # One application for the run: its notebooks share one kernel and one Spark session (lib.kernel).
+    # One application for the run: its notebooks share one kernel and one Spark session (lib.running.kernel).
     assert len(finished) == 1, [app["name"] for app in status["completedapps"]]
     assert len(list(events.iterdir())) == 1
     counts = tasks_per_worker(events, workers)

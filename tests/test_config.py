@@ -4,16 +4,18 @@ import datetime as dt
 
 import pytest
 
-from lib.config import RunConfig, load_params_file
-from lib.errors import ConfigError, DsFormatError
-from lib.trading_days import today_new_york
+from lib.core.errors import ConfigError, DsFormatError
+from lib.core.paths import WORKSPACE
+from lib.core.trading_days import today_new_york
+from lib.settings.command_line import load_params_file
+from lib.settings.config import RunConfig
 
 
 def test_valid_params_build_a_config():
     config = RunConfig.from_params(ds="2024-03-28", start_ds="2024-03-01")
     assert config.ds == dt.date(2024, 3, 28)
     assert config.start_ds == dt.date(2024, 3, 1)
-    assert config.run_dir == "runs/2024-03-28"
+    assert config.run_dir == str(WORKSPACE / "runs" / "2024-03-28")  # relative to the workspace root
     assert config.span_days[0] == dt.date(2024, 3, 1)
     assert dt.date(2024, 3, 29) not in config.span_days  # Good Friday
     assert len(config.span_days) == 20

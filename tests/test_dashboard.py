@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 import requests
 
-from lib.config import RunConfig, load_params_file
+from lib.settings.command_line import load_params_file
+from lib.settings.config import RunConfig
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
@@ -51,7 +52,7 @@ def arrays_daily(warehouse: Path, symbol: str) -> pd.DataFrame:
     """date, close, volume of `symbol` straight from the monthly arrays (day i + 1 of the month at index i)."""
     from pyiceberg.expressions import EqualTo
 
-    from lib.catalog import pyiceberg_catalog
+    from lib.storage.catalog import pyiceberg_catalog
 
     table = pyiceberg_catalog(config_for(warehouse)).load_table("stocks.monthly_stock_prices")
     rows = table.scan(row_filter=EqualTo("symbol", symbol)).to_pandas()
@@ -67,7 +68,7 @@ def arrays_daily(warehouse: Path, symbol: str) -> pd.DataFrame:
 def most_traded(warehouse: Path) -> str:
     from pyiceberg.expressions import EqualTo
 
-    from lib.catalog import pyiceberg_catalog
+    from lib.storage.catalog import pyiceberg_catalog
 
     table = pyiceberg_catalog(config_for(warehouse)).load_table("stocks.monthly_stock_prices")
     volumes = table.scan(row_filter=EqualTo("metric_name", "volume")).to_pandas()
@@ -79,7 +80,7 @@ def most_traded(warehouse: Path) -> str:
 def append_rows(warehouse: Path, name: str, rows: list[dict]) -> None:
     import pyarrow as pa
 
-    from lib.catalog import pyiceberg_catalog
+    from lib.storage.catalog import pyiceberg_catalog
 
     table = pyiceberg_catalog(config_for(warehouse)).load_table(f"stocks.{name}")
     schema = table.schema().as_arrow()
@@ -104,7 +105,7 @@ def lake(tmp_path_factory):
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     default = most_traded(warehouse)
-    from lib.catalog import pyiceberg_catalog
+    from lib.storage.catalog import pyiceberg_catalog
 
     tickers = pyiceberg_catalog(config_for(warehouse)).load_table("stocks.stock_tickers").scan().to_pandas()
     symbol = sorted(set(tickers["ticker"]) - {default})[1]

@@ -1,4 +1,5 @@
-"""lib.display in a real kernel: a Figure shows as a PNG picture, the workspace's errors as one line (the cell still fails)."""
+"""lib.presentation.display in a real kernel: a Figure shows as a PNG picture, the workspace's errors as one line
+(the cell still fails)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ def executed(tmp_path: Path, *sources: str) -> list[dict]:
 def test_a_figure_is_a_png_output_and_a_config_error_is_one_line(tmp_path):
     figure_outputs, error_outputs = executed(
         tmp_path,
-        "from lib import plots, runtime\nimport pandas as pd\n"
+        "from lib.presentation import plots\nfrom lib.running import runtime\nimport pandas as pd\n"
         "plots.correlation_heatmap(pd.DataFrame([[1.0, 0.5], [0.5, 1.0]], index=['A', 'B'], columns=['A', 'B']))",
-        "from lib.config import RunConfig\nRunConfig.from_params(ds='2024/1/2')",
+        "from lib.settings.config import RunConfig\nRunConfig.from_params(ds='2024/1/2')",
     )
     (result,) = figure_outputs
     png = base64.b64decode(result["data"]["image/png"])
@@ -48,13 +49,13 @@ def test_a_figure_is_a_png_output_and_a_config_error_is_one_line(tmp_path):
 
 
 def test_other_exceptions_keep_their_full_traceback(tmp_path):
-    (outputs,) = executed(tmp_path, "from lib import runtime\n{}['missing']")
+    (outputs,) = executed(tmp_path, "from lib.running import runtime\n{}['missing']")
     (error,) = outputs
     assert error["ename"] == "KeyError"
     assert len(error["traceback"]) > 2
 
 
 def test_install_outside_ipython_does_nothing():
-    from lib import display
+    from lib.presentation import display
 
     assert display.install() is False

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.catalog import SCHEMAS
+from lib.storage.catalog import SCHEMAS
 from tests.test_security import CANARY
 
 pytestmark = pytest.mark.e2e
@@ -124,7 +124,7 @@ def test_executed_notebooks_show_their_figures_as_pictures(pipeline):
 
 
 def test_tables_read_back_with_pyiceberg(pipeline):
-    from lib.trading_days import trading_days
+    from lib.core.trading_days import trading_days
 
     tables = pyiceberg_tables(pipeline["warehouse"])
     prices = tables["stock_prices"]

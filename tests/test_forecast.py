@@ -1,4 +1,4 @@
-"""lib.forecast and steps.run_forecast: no look-ahead, metrics that recompute from the forecasts (every model on the
+"""lib.analytics.forecast and steps.run_forecast: no look-ahead, metrics that recompute from the forecasts (every model on the
 same ones), same re-run."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import catalog, forecast, steps
-from lib.config import RunConfig
-from lib.trading_days import trading_days
+from lib.analytics import forecast
+from lib.core.trading_days import trading_days
+from lib.running import steps
+from lib.settings.config import RunConfig
+from lib.storage import catalog
 
 D = dt.date
 DAYS = trading_days(D(2023, 1, 3), D(2024, 4, 30))

@@ -245,7 +245,7 @@ def test_upload_notebook_for_glue_studio(aws, assets, capsys):
 
 @pytest.mark.parametrize("stored", ["plain", "json"])
 def test_api_key_is_read_from_secrets_manager(aws, monkeypatch, stored):
-    from lib.secrets import resolve_api_key
+    from lib.core.api_key import resolve_api_key
 
     monkeypatch.delenv("POLYGON_API_KEY")
     key = f"pk-from-secrets-manager-{stored}"
@@ -293,8 +293,8 @@ def test_glue_runs_write_audit_publish_by_default(tmp_path):
 
 
 def pyiceberg_rows(warehouse: Path, table: str):
-    from lib.catalog import pyiceberg_catalog
-    from lib.config import RunConfig
+    from lib.settings.config import RunConfig
+    from lib.storage.catalog import pyiceberg_catalog
 
     config = RunConfig.from_params(ds=DS, start_ds=START, warehouse=str(warehouse))
     frame = pyiceberg_catalog(config).load_table(f"stocks.{table}").scan().to_pandas()

@@ -9,11 +9,13 @@ import pytest
 import requests
 from pyspark.sql import functions as F
 
-from lib import catalog, prices, steps
-from lib.config import RunConfig
-from lib.polygon import ClientSettings
+from lib.analytics import prices
+from lib.core.trading_days import trading_days
+from lib.ingestion.rest_client import ClientSettings
+from lib.running import steps
+from lib.settings.config import RunConfig
 from lib.simulator import SimulatorProcess, corporate_actions, delisting_dates
-from lib.trading_days import trading_days
+from lib.storage import catalog
 
 massive = pytest.importorskip("massive")
 

@@ -1,4 +1,4 @@
-"""lib.indicators against TA-Lib itself, and steps.run_indicators: a daily run writes what a backfill writes."""
+"""lib.analytics.indicators against TA-Lib itself, and steps.run_indicators: a daily run writes what a backfill writes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pytest
 import talib
 from pyspark.sql import functions as F
 
-from lib import catalog, indicators, steps
-from lib.config import RunConfig
-from lib.trading_days import trading_days
+from lib.analytics import indicators
+from lib.core.trading_days import trading_days
+from lib.running import steps
+from lib.settings.config import RunConfig
+from lib.storage import catalog
 
 D = dt.date
 

@@ -2,7 +2,7 @@
 
 Each endpoint the workspace uses is called three ways against one simulator process, for the same request: through
 Massive's official client `massive` (2.9.1), through the former official client `polygon-api-client` (1.16.3) and
-through the workspace's own client (`lib.polygon`). The answers are compared field by field.
+through the workspace's own client (`lib.ingestion.rest_client`). The answers are compared field by field.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from lib.polygon import ClientSettings, PolygonClient
+from lib.ingestion.rest_client import ClientSettings, PolygonClient
 from lib.simulator import SimulatorProcess, listing_dates, universe
 
 massive = pytest.importorskip("massive")
@@ -217,6 +217,6 @@ def test_massive_client_reads_MASSIVE_API_KEY_like_the_workspace(sim, ours):  # 
 
 
 def test_massive_client_defaults_to_the_base_url_the_workspace_uses_with_a_key():
-    from lib.run import MASSIVE_URL
+    from lib.running.runner import MASSIVE_URL
 
     assert massive.rest.BASE == MASSIVE_URL == "https://api.massive.com"

@@ -1,4 +1,4 @@
-"""Unit tests of lib.monthly: placing daily bars into monthly arrays (incremental, late, range) and back."""
+"""Unit tests of lib.storage.monthly: placing daily bars into monthly arrays (incremental, late, range) and back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from lib.monthly import (
+from lib.storage.monthly import (
     METRICS,
     MONTHLY_SCHEMA,
     apply_days,
@@ -359,7 +359,7 @@ THURSDAY, FRIDAY = D(2024, 3, 21), D(2024, 3, 22)
 
 
 def test_late_thursday_after_friday_keeps_from_date_and_passes_array_integrity(spark):
-    from lib.quality import QualityInputs, run_checks
+    from lib.quality.checks import QualityInputs, run_checks
 
     prices = prices_df(spark, [bar("AAA", THURSDAY, 21.0), bar("AAA", FRIDAY, 22.0), bar("BBB", THURSDAY, 51.0)])
     after_friday = store(spark, None, apply_days(prices, None, [FRIDAY]))
@@ -387,8 +387,9 @@ def test_late_thursday_after_friday_keeps_from_date_and_passes_array_integrity(s
 
 
 def test_rollup_of_a_late_day_passes_its_closing_checks(spark, warehouse):
-    from lib import catalog, steps
-    from lib.config import RunConfig
+    from lib.running import steps
+    from lib.settings.config import RunConfig
+    from lib.storage import catalog
 
     def config_for(ds):
         return RunConfig.from_params(ds=ds, warehouse=str(warehouse), namespace="late_rollup")
@@ -416,11 +417,11 @@ def test_rollup_of_a_late_day_passes_its_closing_checks(spark, warehouse):
     ]
 
     # 03_quality's inputs for the same run, in a warehouse without corporate_actions (made before the table was).
-    from lib import quality
+    from lib.quality import checks
 
     spark.sql(f"DROP TABLE {catalog.table_identifier(thursday_run, 'corporate_actions')}")
     inputs = steps.quality_inputs(spark, thursday_run)
-    checks = quality.run_checks(inputs, THURSDAY, [THURSDAY], only=["array_integrity", "price_jumps", "corporate_actions"])
+    checks = checks.run_checks(inputs, THURSDAY, [THURSDAY], only=["array_integrity", "price_jumps", "corporate_actions"])
     assert [(r.name, r.table_name, r.status, r.failed_rows) for r in checks] == [
         ("array_integrity", "monthly_stock_prices", "pass", 0),
         ("price_jumps", "stock_prices", "pass", 0),

@@ -12,7 +12,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from lib import plots
+from lib.presentation import plots
 
 
 def d(text: str) -> dt.date:

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from lib.errors import PolygonAuthError, PolygonRequestFailed
-from lib.polygon import ClientSettings, PolygonClient
+from lib.core.errors import PolygonAuthError, PolygonRequestFailed
+from lib.ingestion.rest_client import ClientSettings, PolygonClient
 from lib.simulator import SimulatorProcess, universe
 
 KEY = "test-canary-key-7f3a9"
@@ -109,7 +109,7 @@ def test_a_request_that_keeps_failing_raises_with_its_attempts(simulator):
 
 # -- the judgement both clients share ------------------------------------------------------------------------
 def test_classify_judges_each_kind_of_answer():
-    from lib.polygon import classify
+    from lib.ingestion.rest_client import classify
 
     ok = classify(200, b'{"status":"OK","results":[]}')
     assert (ok.kind, ok.payload) == ("ok", {"status": "OK", "results": []})
@@ -129,7 +129,7 @@ def test_classify_judges_each_kind_of_answer():
 
 
 def test_retry_after_reads_seconds_and_http_dates():
-    from lib.polygon import retry_after_seconds
+    from lib.ingestion.rest_client import retry_after_seconds
 
     assert retry_after_seconds("2") == 2.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
@@ -137,7 +137,7 @@ def test_retry_after_reads_seconds_and_http_dates():
 
 
 def test_backoff_grows_exponentially_with_jitter_and_respects_retry_after():
-    from lib.polygon import backoff_seconds
+    from lib.ingestion.rest_client import backoff_seconds
 
     settings = ClientSettings(base_url="http://x", api_key="k", backoff_initial_s=0.5, backoff_max_s=4.0)
     top = lambda low, high: high  # noqa: E731 (the jitter's upper end)
@@ -167,7 +167,7 @@ def test_sync_client_waits_retry_after_before_retrying(always_limited):
 def test_executor_event_loops_are_uvloop_where_it_is_installed():
     import asyncio
 
-    from lib import async_client
+    from lib.ingestion import async_client
 
     async def loop_type():
         return type(asyncio.get_running_loop())
@@ -177,7 +177,7 @@ def test_executor_event_loops_are_uvloop_where_it_is_installed():
 
 
 def test_classify_reads_polygon_numbers_exactly():
-    from lib.polygon import classify
+    from lib.ingestion.rest_client import classify
 
     payload = classify(200, b'{"v":1.5e9,"n":9007199254740993,"c":187.6800000001,"t":1711598400000}').payload
     assert payload == {"v": 1.5e9, "n": 9007199254740993, "c": 187.6800000001, "t": 1711598400000}
@@ -188,7 +188,7 @@ def test_async_client_waits_retry_after_before_retrying(always_limited):
     import asyncio
     import time
 
-    from lib.async_client import AsyncPolygonClient
+    from lib.ingestion.async_client import AsyncPolygonClient
 
     settings = ClientSettings(base_url=always_limited.base_url, api_key=KEY, max_attempts=2, backoff_initial_s=0.01)
 
@@ -207,7 +207,7 @@ def test_async_client_waits_retry_after_before_retrying(always_limited):
 def test_async_client_stops_at_a_bad_key_without_retry(simulator):
     import asyncio
 
-    from lib.async_client import AsyncPolygonClient
+    from lib.ingestion.async_client import AsyncPolygonClient
 
     settings = ClientSettings(base_url=simulator.base_url, api_key="wrong-key", max_attempts=5)
 
@@ -225,7 +225,7 @@ def test_async_client_stops_at_a_bad_key_without_retry(simulator):
 def test_async_client_answers_like_the_sync_client_through_faults(simulator, faulty_simulator):
     import asyncio
 
-    from lib.async_client import AsyncPolygonClient
+    from lib.ingestion.async_client import AsyncPolygonClient
 
     tickers = [r["ticker"] for r in universe(TICKERS, 42)]
     day = dt.date(2024, 3, 28)

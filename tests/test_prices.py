@@ -1,7 +1,7 @@
 """lib.prices: as-traded bars read back raw, split-adjusted or total-return, against hand-computed figures.
 
 One warehouse for the module: every scenario is its own symbol, written through the rollup's arrays
-(lib.monthly.apply_days) and stock_prices, and its actions through the corporate_actions upsert.
+(lib.storage.monthly.apply_days) and stock_prices, and its actions through the corporate_actions upsert.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from lib import catalog, monthly, prices
-from lib.config import RunConfig
+from lib import prices as prices_command
+from lib.analytics import prices
+from lib.settings.config import RunConfig
+from lib.storage import catalog, monthly
 
 D = dt.date
 ACTIONS_DDL = (
@@ -303,7 +305,7 @@ def test_spark_path_equals_the_pyiceberg_path(spark, config, adjust):
 
 
 def test_cli_prints_csv(config, capsys):
-    code = prices.main(["SPLT", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse", config.warehouse,
+    code = prices_command.main(["SPLT", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse", config.warehouse,
                         "-p", "namespace", "prices"])  # fmt: skip
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
@@ -326,13 +328,13 @@ def test_cli_prints_csv(config, capsys):
 )
 def test_cli_bad_arguments_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as raised:
-        prices.main(argv)
+        prices_command.main(argv)
     assert raised.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_cli_warehouse_without_a_catalog_exits_2(tmp_path, capsys):
-    code = prices.main(["SPLT", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse", str(tmp_path)])
+    code = prices_command.main(["SPLT", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse", str(tmp_path)])
     assert code == 2
     assert f"no Iceberg catalog at {tmp_path / 'catalog.db'}" in capsys.readouterr().err
     assert not (tmp_path / "catalog.db").exists()

@@ -1,4 +1,5 @@
-"""Tests of lib.quality: each check on tiny crafted tables with known defects, and on clean ones."""
+"""Tests of lib.quality (checks, gate) and lib.settings.thresholds: each check on tiny crafted tables with known
+defects, and on clean ones."""
 
 from __future__ import annotations
 
@@ -8,20 +9,11 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import types as T
 
-from lib.errors import ConfigError, QualityGateError
-from lib.quality import (
-    DEFAULT_THRESHOLDS,
-    QUALITY_RESULTS_SCHEMA,
-    CheckResult,
-    QualityInputs,
-    enforce_gate,
-    failed_errors,
-    release,
-    resolve_thresholds,
-    results_frame,
-    run_checks,
-)
-from lib.trading_days import today_new_york
+from lib.core.errors import ConfigError, QualityGateError
+from lib.core.trading_days import today_new_york
+from lib.quality.checks import CheckResult, QualityInputs, release, run_checks
+from lib.quality.gate import QUALITY_RESULTS_SCHEMA, enforce_gate, failed_errors, results_frame
+from lib.settings.thresholds import DEFAULT_THRESHOLDS, resolve_thresholds
 
 D = dt.date
 DS = D(2024, 3, 28)  # Thursday; Good Friday 2024-03-29 is an NYSE holiday

@@ -9,9 +9,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
-from lib import catalog, monthly, quicklook, steps
-from lib.config import RunConfig
-from lib.trading_days import trading_days
+from lib.core.trading_days import trading_days
+from lib.running import steps
+from lib.settings.config import RunConfig
+from lib.storage import catalog, lake_reader, monthly
 
 
 def test_quicklook_equals_the_spark_path(spark, warehouse):
@@ -27,7 +28,7 @@ def test_quicklook_equals_the_spark_path(spark, warehouse):
     prices = spark.createDataFrame(rows, catalog.SCHEMAS["stock_prices"])
     catalog.overwrite_partitions(config, "monthly_stock_prices", monthly.apply_days(prices, None, days))
 
-    quick = quicklook.read_daily(config, ["AAA", "BBB"], config.start_ds, config.ds)
+    quick = lake_reader.read_daily(config, ["AAA", "BBB"], config.start_ds, config.ds)
     via_spark = (
         steps.trend_daily_rows(spark, config, config.start_ds)
         .filter(F.col("symbol").isin("AAA", "BBB"))
@@ -66,7 +67,7 @@ def test_scan_symbols_equals_pyiceberg_and_honours_deletes(spark, warehouse):
     table = catalog.pyiceberg_catalog(config).load_table("quickscan.monthly_stock_prices")
     fields = ("symbol", "metric_name", "metric_array", "month_start")
     wanted = ["S007", "s150", "NOPE"]
-    fast = quicklook.scan_symbols(table, wanted, fields, months=(dt.date(2024, 2, 1), dt.date(2024, 2, 29)))
+    fast = lake_reader.scan_symbols(table, wanted, fields, months=(dt.date(2024, 2, 1), dt.date(2024, 2, 29)))
     reference = table.scan(row_filter=In("symbol", ["S007", "S150"]), selected_fields=fields).to_arrow()
     reference = reference.filter(pc.equal(reference["month_start"], pa.scalar(dt.date(2024, 2, 1))))
     assert fast.num_rows == 2 * len(monthly.METRICS)
@@ -78,7 +79,7 @@ def test_scan_symbols_equals_pyiceberg_and_honours_deletes(spark, warehouse):
     spark.sql(f"DELETE FROM {name} WHERE symbol = 'S007' AND metric_name = 'close'")
     table = table.refresh()
     assert any(task.delete_files for task in table.scan().plan_files())
-    after = quicklook.scan_symbols(table, ["S007"], fields)
+    after = lake_reader.scan_symbols(table, ["S007"], fields)
     assert sorted(set(after["metric_name"].to_pylist())) == sorted(set(monthly.METRICS) - {"close"})
     assert after.num_rows == 2 * (len(monthly.METRICS) - 1)  # two months, the close arrays gone
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lib.core.trading_days import today_new_york, trading_days
 from lib.simulator.data import bar, universe
-from lib.trading_days import today_new_york, trading_days
 from tests.test_security import StubServer, settings_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,8 +74,6 @@ def test_faulty_api_run_stores_every_bar_once_and_failures_only_in_ingest_failur
     """A quarter of requests fault (429 + Retry-After, 500, 503, reset, malformed, truncated, slow past the 30 s
     client timeout) and one ticker always fails: the tables equal the fault-free data, the failing ticker is only in
     ingest_failures."""
-    from lib.run import ingest_calls
-
     symbols = [r["ticker"] for r in universe(FAULT_TICKERS)]
     failing = symbols[1]
     options = {"fault_rate": 0.25, "faults": "429,500,503,reset,malformed,truncated,slow", "fail_tickers": failing,
@@ -87,7 +85,7 @@ def test_faulty_api_run_stores_every_bar_once_and_failures_only_in_ingest_failur
         "-p", "strategy", "per_ticker", "-p", "simulator_options", json.dumps(options),
     )  # fmt: skip
     assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    calls = ingest_calls(run_dir)
+    calls = json.loads((run_dir / "run.json").read_text())["calls"]  # from 01_ingest's report (01_ingest.json)
     assert calls and calls["retries"] > 0, f"no fault was injected: {calls}"
 
     days = trading_days(dt.date.fromisoformat(FAULT_START), dt.date.fromisoformat(FAULT_DS))
@@ -109,8 +107,8 @@ def test_faulty_api_run_stores_every_bar_once_and_failures_only_in_ingest_failur
 
 STEPS_SCRIPT = r"""
 import json, sys
-from lib import runtime, steps
-from lib.config import RunConfig
+from lib.running import runtime, steps
+from lib.settings.config import RunConfig
 
 job = json.loads(sys.argv[1])
 config = RunConfig.from_params(**job["params"])
@@ -300,8 +298,8 @@ def test_runner_refuses_bad_input_before_running_anything(case, tmp_path):
 
 
 def test_unwritable_warehouse_is_refused_with_what_to_do(tmp_path):
-    from lib.config import RunConfig
-    from lib.errors import ConfigError
+    from lib.core.errors import ConfigError
+    from lib.settings.config import RunConfig
 
     a_file = tmp_path / "catalog-here"
     a_file.write_text("")
@@ -331,8 +329,9 @@ def test_span_without_a_trading_day_is_an_empty_run_that_says_so(tmp_path):
 
 
 def _ingest_against(stub: StubServer, monkeypatch):
-    from lib import catalog, steps
-    from lib.config import RunConfig
+    from lib.running import steps
+    from lib.settings.config import RunConfig
+    from lib.storage import catalog
 
     monkeypatch.setattr(catalog, "ensure_tables", lambda spark, config: None)
     config = RunConfig.from_params(ds="2024-03-28", api_base_url=stub.base_url)
@@ -348,8 +347,8 @@ def _ingest_against(stub: StubServer, monkeypatch):
 def test_refused_key_stops_the_run_at_once_with_a_clear_message(status, error, expected, monkeypatch):
     import asyncio
 
-    from lib.async_client import AsyncPolygonClient
-    from lib.errors import PolygonAuthError
+    from lib.core.errors import PolygonAuthError
+    from lib.ingestion.async_client import AsyncPolygonClient
 
     body = {"status": "NOT_AUTHORIZED" if status == 403 else "ERROR", "request_id": "x", "error": error}
     with StubServer(lambda h: (status, {}, body)) as stub:
@@ -369,7 +368,7 @@ def test_refused_key_stops_the_run_at_once_with_a_clear_message(status, error, e
 
 
 def test_empty_ticker_universe_is_refused_with_what_to_check(monkeypatch):
-    from lib.errors import ConfigError
+    from lib.core.errors import ConfigError
 
     with StubServer(lambda h: (200, {}, {"status": "OK", "results": [], "count": 0})) as stub:
         with pytest.raises(ConfigError, match="the ticker universe for 2024-03-28 is empty") as refused:
@@ -379,8 +378,8 @@ def test_empty_ticker_universe_is_refused_with_what_to_check(monkeypatch):
 
 def test_ticker_page_served_twice_is_stored_once(spark, warehouse):
     """The repeat fault hands out a page of tickers twice (a cursor glitch): stock_tickers keeps one row per ticker."""
-    from lib import runtime, steps
-    from lib.config import RunConfig
+    from lib.running import runtime, steps
+    from lib.settings.config import RunConfig
     from lib.simulator.data import delisting_dates, listing_dates
 
     universe_size = 1100  # more than one page of 1,000 tickers, so there is a next_url to repeat

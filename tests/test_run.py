@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import report, run
+from lib.presentation import report
+from lib.running import runner as run
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_NOTEBOOKS = REPO / "tests" / "fixtures" / "notebooks"
@@ -163,7 +164,7 @@ def test_a_failed_notebook_leaves_no_kernel_behind(tmp_path):
     """After a cell raises, the shared kernel is shut down and the next notebook gets a new one."""
     import papermill
 
-    from lib.kernel import SharedKernel
+    from lib.running.kernel import SharedKernel
 
     folder = _kernel_notebooks(tmp_path / "nb")
     with SharedKernel(REPO) as kernel:
@@ -194,8 +195,8 @@ def test_a_range_too_big_for_the_disk_is_refused_before_any_work(tmp_path, capsy
 
 
 def test_check_room_splits_the_span_into_runs_that_fit():
-    from lib.config import RunConfig
-    from lib.errors import ConfigError
+    from lib.core.errors import ConfigError
+    from lib.settings.config import RunConfig
 
     config = RunConfig(ds=dt.date(2025, 12, 31), start_ds=dt.date(2025, 1, 2), simulator_tickers=11_000)
     need = run.range_bars(config) * run.BYTES_PER_BAR
@@ -227,7 +228,7 @@ def test_recorded_parameters_drop_secrets_and_url_queries():
 
 
 def test_quality_line_tells_warnings_from_errors():
-    from lib.run import quality_line
+    from lib.running.runner import quality_line
 
     def check(name, severity, status, rows=0):
         return {"check_name": name, "table_name": "stock_prices", "severity": severity, "status": status,

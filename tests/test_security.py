@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from lib.polygon import ClientSettings, PolygonClient
+from lib.ingestion.rest_client import ClientSettings, PolygonClient
 
 REPO = Path(__file__).resolve().parent.parent
 CANARY = "canary-7f3c9e1d5b2a4680-do-not-leak"
@@ -76,7 +76,7 @@ def closed_port() -> int:
 
 
 def test_log_filter_redacts_key_in_message_args_and_traceback():
-    from lib.secrets import RedactingFilter
+    from lib.core.redaction import RedactingFilter
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -100,7 +100,7 @@ def test_log_filter_redacts_key_in_message_args_and_traceback():
 
 
 def test_redaction_covers_loggers_and_handlers_set_up_after_the_key_is_resolved(monkeypatch):
-    from lib.secrets import resolve_api_key
+    from lib.core.api_key import resolve_api_key
 
     monkeypatch.delenv("MASSIVE_API_KEY", raising=False)
     monkeypatch.setenv("POLYGON_API_KEY", CANARY)
@@ -128,7 +128,7 @@ def test_redaction_covers_loggers_and_handlers_set_up_after_the_key_is_resolved(
 
 
 def test_key_travels_only_in_the_authorization_header():
-    from lib.async_client import AsyncPolygonClient
+    from lib.ingestion.async_client import AsyncPolygonClient
 
     def respond(handler):
         return 200, {}, {"status": "OK", "results": [{"ticker": "AAA"}], "count": 1}
@@ -152,8 +152,8 @@ def test_key_travels_only_in_the_authorization_header():
 
 def test_connection_errors_never_carry_the_key():
     """requests' and aiohttp's errors quote the URL: the key is not in the URL, so no error can quote it."""
-    from lib.async_client import AsyncPolygonClient
-    from lib.errors import PolygonRequestFailed
+    from lib.core.errors import PolygonRequestFailed
+    from lib.ingestion.async_client import AsyncPolygonClient
 
     base_url = f"http://127.0.0.1:{closed_port()}"
     with pytest.raises(PolygonRequestFailed) as sync_error:
@@ -203,7 +203,7 @@ def test_simulator_binds_loopback_by_default():
 
 
 def test_run_record_drops_secret_parameters_and_url_queries():
-    from lib.run import public_parameters
+    from lib.running.runner import public_parameters
 
     recorded = public_parameters(
         {"ds": "2024-03-28", "api_key": CANARY, "polygon_token": CANARY, "api_key_secret_id": "prod/polygon",
@@ -228,7 +228,7 @@ def no_env_key(monkeypatch):
 
 @pytest.mark.parametrize("names", [("MASSIVE_API_KEY",), ("POLYGON_API_KEY",), ("MASSIVE_API_KEY", "POLYGON_API_KEY")])
 def test_key_comes_from_either_name_or_from_both_holding_the_same_key(no_env_key, names):
-    from lib.secrets import resolve_api_key
+    from lib.core.api_key import resolve_api_key
 
     for name in names:
         no_env_key.setenv(name, OTHER_CANARY)
@@ -238,8 +238,8 @@ def test_key_comes_from_either_name_or_from_both_holding_the_same_key(no_env_key
 def test_two_different_keys_stop_the_run_and_say_which_to_unset(no_env_key):
     from moto import mock_aws
 
-    from lib.errors import ApiKeyConflictError, ConfigError
-    from lib.secrets import resolve_api_key
+    from lib.core.api_key import resolve_api_key
+    from lib.core.errors import ApiKeyConflictError, ConfigError
 
     no_env_key.setenv("MASSIVE_API_KEY", OTHER_CANARY)
     no_env_key.setenv("POLYGON_API_KEY", CANARY)
@@ -257,8 +257,8 @@ def test_two_different_keys_stop_the_run_and_say_which_to_unset(no_env_key):
 
 
 def test_both_names_values_are_redacted_from_logs(no_env_key):
-    from lib.errors import ApiKeyConflictError
-    from lib.secrets import resolve_api_key
+    from lib.core.api_key import resolve_api_key
+    from lib.core.errors import ApiKeyConflictError
 
     no_env_key.setenv("MASSIVE_API_KEY", OTHER_CANARY)
     no_env_key.setenv("POLYGON_API_KEY", CANARY)
@@ -301,14 +301,14 @@ def secrets_manager(no_env_key, tmp_path):
     ids=["plain", "massive", "polygon", "api_key", "both-equal"],
 )  # fmt: skip
 def test_secret_holds_the_key_as_plain_text_or_as_json_under_either_name(secrets_manager, stored):
-    from lib.secrets import resolve_api_key
+    from lib.core.api_key import resolve_api_key
 
     secrets_manager.create_secret(Name="massive/api-key", SecretString=stored)
     assert resolve_api_key(uses_simulator=False, secret_id="massive/api-key") == OTHER_CANARY
 
 
 def test_a_named_secret_wins_over_the_environment(secrets_manager, no_env_key):
-    from lib.secrets import resolve_api_key
+    from lib.core.api_key import resolve_api_key
 
     secrets_manager.create_secret(Name="massive/api-key", SecretString=json.dumps({"MASSIVE_API_KEY": OTHER_CANARY}))
     no_env_key.setenv("MASSIVE_API_KEY", CANARY)
@@ -316,8 +316,8 @@ def test_a_named_secret_wins_over_the_environment(secrets_manager, no_env_key):
 
 
 def test_a_secret_with_two_different_keys_or_no_known_field_is_refused_without_showing_them(secrets_manager):
-    from lib.errors import ApiKeyConflictError, ConfigError
-    from lib.secrets import resolve_api_key
+    from lib.core.api_key import resolve_api_key
+    from lib.core.errors import ApiKeyConflictError, ConfigError
 
     two = json.dumps({"MASSIVE_API_KEY": OTHER_CANARY, "POLYGON_API_KEY": CANARY})
     secrets_manager.create_secret(Name="stocks/two-keys", SecretString=two)
@@ -333,7 +333,7 @@ def test_a_secret_with_two_different_keys_or_no_known_field_is_refused_without_s
 
 
 def test_runner_refuses_two_different_keys_with_exit_2_before_any_notebook(no_env_key, tmp_path, capsys):
-    from lib import run
+    from lib.running import runner as run
 
     no_env_key.setenv("MASSIVE_API_KEY", OTHER_CANARY)
     no_env_key.setenv("POLYGON_API_KEY", CANARY)
@@ -352,7 +352,7 @@ def test_runner_refuses_two_different_keys_with_exit_2_before_any_notebook(no_en
      ("MASSIVE_API_KEY", "https://api.polygon.io", "https://api.polygon.io")],
 )  # fmt: skip
 def test_runner_with_a_key_targets_massive_unless_told_otherwise(no_env_key, tmp_path, name, api_base_url, expected):
-    from lib.run import parse_args, resolve_parameters
+    from lib.running.runner import parse_args, resolve_parameters
 
     no_env_key.setenv(name, OTHER_CANARY)
     argv = ["-p", "warehouse", str(tmp_path / "w"), "-p", "run_dir", str(tmp_path / "r"), "-p", "api_base_url", api_base_url]

@@ -8,11 +8,11 @@ import json
 import pytest
 import requests
 
+from lib.core.trading_days import today_new_york, trading_days
 from lib.simulator import SimulatorError, SimulatorProcess, bar, bars_for_day, listing_dates, universe
 from lib.simulator.data import RANGE_KEYS, Market, columns_to_bars
 from lib.simulator.encode import bars_json, range_bars_json, ticker_prefixes
 from lib.simulator.faults import Defects
-from lib.trading_days import today_new_york, trading_days
 
 polygon = pytest.importorskip("polygon")
 

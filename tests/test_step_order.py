@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
-from lib import catalog, steps
-from lib.config import RunConfig
-from lib.errors import MissingInputError
+from lib.core.errors import MissingInputError
+from lib.running import steps
+from lib.settings.config import RunConfig
+from lib.storage import catalog
 
 PRICES_SCHEMA = catalog.SCHEMAS["stock_prices"]
 MONDAY, TUESDAY = dt.date(2024, 4, 1), dt.date(2024, 4, 2)

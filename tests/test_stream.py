@@ -269,7 +269,7 @@ def test_a_killed_stream_resumes_from_its_checkpoint_without_loss_or_duplicates(
 
 
 def test_a_micro_batch_keeps_the_latest_copy_of_each_window(spark):
-    from lib.stream import landing_schema, minute_bar_rows
+    from lib.ingestion.stream import landing_schema, minute_bar_rows
 
     def line(symbol, start, close, received, ev="AM"):
         return {"ev": ev, "sym": symbol, "o": 10.0, "h": 11.0, "l": 9.0, "c": close, "v": 100.0, "vw": 10.0,
@@ -289,8 +289,8 @@ def test_a_micro_batch_keeps_the_latest_copy_of_each_window(spark):
 def test_minute_bars_vs_daily_flags_a_day_short_of_its_volume(spark):
     from pyspark.sql import types as T
 
-    from lib import quality
-    from lib.catalog import SCHEMAS
+    from lib.quality import checks
+    from lib.storage.catalog import SCHEMAS
 
     start = dt.datetime(2024, 3, 28, 13, 30, tzinfo=dt.UTC)  # 09:30 New York
     minute = dt.timedelta(minutes=1)
@@ -300,8 +300,8 @@ def test_minute_bars_vs_daily_flags_a_day_short_of_its_volume(spark):
     daily_schema = T.StructType([T.StructField(n, t) for n, t in (("symbol", T.StringType()), ("date", T.DateType()),
                                 ("volume", T.DoubleType()), ("high", T.DoubleType()), ("low", T.DoubleType()))])  # fmt: skip
     daily = spark.createDataFrame([("A", DAY, 1000.0, 12.0, 9.0), ("B", DAY, 150.0, 5.0, 5.0)], daily_schema)
-    inputs = quality.QualityInputs(minute_bars=spark.createDataFrame(bars, SCHEMAS["minute_bars"]), stock_prices=daily)
-    [result] = quality.run_checks(inputs, DAY, [DAY], {"minute_daily_tolerance": 0.01}, only=["minute_bars_vs_daily"])
+    inputs = checks.QualityInputs(minute_bars=spark.createDataFrame(bars, SCHEMAS["minute_bars"]), stock_prices=daily)
+    [result] = checks.run_checks(inputs, DAY, [DAY], {"minute_daily_tolerance": 0.01}, only=["minute_bars_vs_daily"])
     assert (result.table_name, result.severity, result.status, result.failed_rows) == ("minute_bars", "warn", "fail", 1)
     assert "B 2024-03-28 (volume 100 of 150)" in result.details
-    quality.release([result])
+    checks.release([result])

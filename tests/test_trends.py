@@ -22,9 +22,11 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from lib import catalog, monthly, steps, trends
-from lib.config import RunConfig
-from lib.trading_days import trading_days
+from lib.analytics import trends
+from lib.core.trading_days import trading_days
+from lib.running import steps
+from lib.settings.config import RunConfig
+from lib.storage import catalog, monthly
 
 PRECISION = 1e-6
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.config import PARAMETERS, RunConfig, check_local_warehouse
-from lib.errors import ConfigError, DsFormatError, ParameterError
+from lib.core.errors import ConfigError, DsFormatError, ParameterError
+from lib.settings.config import PARAMETERS, RunConfig, check_local_warehouse
 
 REPO = Path(__file__).resolve().parent.parent
 DS = "2024-03-28"
@@ -143,7 +143,7 @@ def test_good_values_pass(name, value):
 
 
 def test_defaults_and_the_params_files_validate():
-    from lib.config import load_params_file
+    from lib.settings.command_line import load_params_file
 
     config = RunConfig.from_params(ds=DS)
     assert (config.adjust, config.wap_branch, config.spark_master, config.stream_url, config.horizon_days) == (
@@ -224,7 +224,7 @@ def test_unwritable_warehouse_is_refused(tmp_path):
 
 
 def test_identifiers_are_quoted_for_sql():
-    from lib.catalog import quote_identifier, table_identifier
+    from lib.storage.catalog import quote_identifier, table_identifier
 
     assert quote_identifier("local", "stocks") == "`local`.`stocks`"
     assert quote_identifier("we`ird") == "`we``ird`"
@@ -315,7 +315,7 @@ def test_glue_submission_refuses_before_anything(capsys):
 
 
 def test_summary_after_a_failed_ingest_names_it_and_claims_no_quality(tmp_path, monkeypatch, capsys):
-    from lib import run
+    from lib.running import runner as run
 
     earlier = {"checks_run": 15, "failed": 1, "failed_errors": 0, "checks": []}
     monkeypatch.setattr(run, "quality_summary", lambda params: earlier)  # an earlier run's rows for this ds

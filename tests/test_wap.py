@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from lib.core.trading_days import trading_days
 from lib.simulator import universe
-from lib.trading_days import trading_days
 from tests.test_reliability import clean_env, expected_prices
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ class Lake:
 
 
 def _config(lake: Lake, ds: str, start_ds: str | None = None, **extra):
-    from lib.config import RunConfig
+    from lib.settings.config import RunConfig
 
     return RunConfig.from_params(ds=ds, start_ds=start_ds or ds, warehouse=str(lake.warehouse), namespace=lake.namespace,
                                  simulator_tickers=TICKERS, strategy="grouped", run_dir=str(lake.runs / ds),
@@ -45,7 +45,7 @@ def _config(lake: Lake, ds: str, start_ds: str | None = None, **extra):
 
 def _stage(spark, config):
     """01_ingest and 02_monthly_rollup of the run (on its branch when config.wap_branch is set)."""
-    from lib import runtime, steps
+    from lib.running import runtime, steps
 
     source = runtime.open_data_source(config)
     try:
@@ -56,7 +56,7 @@ def _stage(spark, config):
 
 
 def _audit_and_publish(spark, config):
-    from lib import steps
+    from lib.running import steps
 
     return steps.publish(spark, config, steps.run_quality(spark, config))
 
@@ -115,7 +115,7 @@ def base(spark, warehouse, tmp_path, request):
 
 
 def test_a_clean_staged_run_reaches_main_only_when_published(spark, base):
-    from lib import wap
+    from lib.storage import wap
 
     config = _config(base, "2024-03-06", wap_branch=wap.branch_for_run(dt.date(2024, 3, 6)))
     before = _main_state(base)
@@ -139,8 +139,9 @@ def test_a_clean_staged_run_reaches_main_only_when_published(spark, base):
 
 
 def test_a_failed_gate_leaves_main_untouched_and_the_branch_to_inspect(spark, base):
-    from lib import steps, wap
-    from lib.errors import QualityGateError
+    from lib.core.errors import QualityGateError
+    from lib.running import steps
+    from lib.storage import wap
 
     symbol = universe(TICKERS)[0]["ticker"]
     config = _config(base, "2024-03-06", wap_branch="audit_2024_03_06",
@@ -184,8 +185,8 @@ def test_a_run_of_another_day_published_first_is_replayed_not_lost(spark, base):
 
 PUBLISH_SCRIPT = r"""
 import json, sys
-from lib import runtime, steps
-from lib.config import RunConfig
+from lib.running import runtime, steps
+from lib.settings.config import RunConfig
 
 config = RunConfig.from_params(**json.loads(sys.argv[1]))
 spark = runtime.spark_session(config)
@@ -194,7 +195,7 @@ print(steps.publish(spark, config, steps.run_quality(spark, config)).summary(), 
 
 
 def test_a_publish_killed_between_two_tables_is_completed_by_the_next_run(spark, base, tmp_path):
-    from lib import wap
+    from lib.storage import wap
 
     config = _config(base, "2024-03-06", wap_branch="audit_2024_03_06")
     _stage(spark, config)
@@ -218,7 +219,7 @@ def test_a_publish_killed_between_two_tables_is_completed_by_the_next_run(spark,
     assert dt.date(2024, 3, 6) not in set(_main_rows(base, "stock_prices")["date"])
 
     # The next run (the runner resumes at 03_quality): the audit reads main for what is published, then completes.
-    from lib import catalog
+    from lib.storage import catalog
 
     catalog._BRANCHES.clear()  # this process's cache predates the killed publish: a new run starts without it
     report = _audit_and_publish(spark, config)
@@ -229,7 +230,9 @@ def test_a_publish_killed_between_two_tables_is_completed_by_the_next_run(spark,
 
 def test_a_table_read_as_of_a_run_is_what_that_run_saw(spark, base):
     """A later run corrects a bar of an earlier day: as of the earlier run, lib.prices still gives what its 04 saw."""
-    from lib import catalog, prices, steps
+    from lib.analytics import prices
+    from lib.running import steps
+    from lib.storage import catalog
 
     symbol = universe(TICKERS)[0]["ticker"]
     seen = steps.run_trends(spark, _config(base, BASE[1], BASE[0], symbols=[symbol], adjust="raw"), lookback_days=4)

@@ -8,26 +8,23 @@ import logging
 import sys
 from pathlib import Path
 
-from lib.config import RunConfig, command_line_params
+from lib.core.errors import ConfigError
 from lib.dashboard.data import Lake
 from lib.dashboard.server import serve
-from lib.errors import ConfigError
+from lib.settings.command_line import add_params_arguments, config_from_args
 
-REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_PORT = 8050
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lib.dashboard", description=__doc__.split(":")[1].strip())
-    parser.add_argument("-f", "--parameters-file", default=str(REPO / "params" / "local.yaml"), help="params YAML")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="override a parameter, e.g. -p warehouse /tmp/wh")  # fmt: skip
+    add_params_arguments(parser)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0..65535, got {args.port}")
     try:
-        args.config = RunConfig.from_params(**command_line_params(args.parameters_file, args.parameter))
+        args.config = config_from_args(args)
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
     return args

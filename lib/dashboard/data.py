@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib import prices
-from lib.catalog import pyiceberg_catalog
-from lib.config import RunConfig, parse_ds
-from lib.errors import ConfigError, WorkspaceError
-from lib.trading_days import trading_days
+from lib.analytics import prices
+from lib.core.errors import ConfigError, WorkspaceError
+from lib.core.trading_days import trading_days
+from lib.settings.config import RunConfig, parse_ds
+from lib.storage.catalog import pyiceberg_catalog
 
 UNIVERSE_RECHECK_S = 5.0  # a new run's symbols and days show within this many seconds
 DEFAULT_SPAN_DAYS = 182  # the last ~6 months of data

@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
+from lib.analytics.prices import ADJUSTMENTS
+from lib.core.trading_days import trading_days
 from lib.dashboard.data import MOVING_AVERAGES, Universe, View, ViewRequest
-from lib.prices import ADJUSTMENTS
-from lib.trading_days import trading_days
 
 # Quick spans offered next to the date inputs: label, calendar days back from the end of the data (None: all).
 QUICK_SPANS = (("1M", 31), ("3M", 92), ("6M", 182), ("1Y", 366), ("All", None))

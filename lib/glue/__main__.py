@@ -15,24 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lib.errors import ConfigError, WorkspaceError
+from lib.core.errors import ConfigError, WorkspaceError
+from lib.core.redaction import ENV_VARS
 from lib.glue import deploy
 from lib.glue.script import notebook_path, notebook_to_script, parameter_values, prepare_notebook
+from lib.settings.command_line import add_params_arguments, cli_value, load_params_file, params_file_path
+from lib.settings.config import RunConfig, parse_ds
+from lib.storage.wap import branch_for_run
 
 EXIT_RUN_FAILED = 1
 EXIT_ERROR = 2
-
-
-def parse_value(text: str) -> Any:
-    """A -p value typed like papermill's CLI does: int, float, true/false, else the text itself."""
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("notebook", help="e.g. notebooks/01_ingest.ipynb")
-        sub.add_argument("-f", "--parameters-file", default="params/glue.yaml", help="params YAML with a glue: section")
-        sub.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+        add_params_arguments(sub, default_file="params/glue.yaml")  # its glue: section names the job's AWS places
         sub.add_argument(
             "--no-audit", action="store_true",
             help="write main directly (default: 01/02 stage on the branch audit_<ds>, 03 publishes it)",
@@ -73,9 +64,7 @@ class Prepared:
 
 def prepare(args, need_settings: bool) -> Prepared:
     """Params file (minus glue:) plus -p, injected by papermill, validated as a RunConfig before any upload."""
-    from lib.config import RunConfig, load_params_file
-
-    params_file = Path(args.parameters_file)
+    params_file = params_file_path(args.parameters_file)
     if not params_file.is_file():
         raise ConfigError(f"params file {str(params_file)!r} not found; pass one with -f (e.g. -f params/glue.yaml).")
     params = load_params_file(params_file)
@@ -84,7 +73,7 @@ def prepare(args, need_settings: bool) -> Prepared:
         params, settings = deploy.split_params(params, str(params_file))
     else:
         params.pop(deploy.GLUE_SECTION, None)
-    overrides = {name: parse_value(value) for name, value in args.parameter}
+    overrides = {name: cli_value(value) for name, value in args.parameter}
     notebook = notebook_path(args.notebook)
     audit_branch(notebook, params, overrides, getattr(args, "no_audit", False))
     nb = prepare_notebook(notebook, {**params, **overrides}, explicit=tuple(overrides))
@@ -97,10 +86,7 @@ def prepare(args, need_settings: bool) -> Prepared:
 def audit_branch(notebook: Path, params: dict, overrides: dict, no_audit: bool) -> None:
     """Write-audit-publish on Glue as in the batch runner: the run's branch (audit_<ds>) as a job argument, so a
     run started with another --ds still names its own; --no-audit writes main."""
-    import papermill
-
-    from lib.config import parse_ds
-    from lib.wap import branch_for_run
+    import papermill  # here: papermill loads nbclient and jupyter's machinery, wanted only for a notebook
 
     if "wap_branch" not in papermill.inspect_notebook(str(notebook)):
         return
@@ -114,7 +100,6 @@ def audit_branch(notebook: Path, params: dict, overrides: dict, no_audit: bool) 
 
 def refuse_key_in(texts: list[str]) -> None:
     """The API key travels only through Secrets Manager: never in a script, an argument or a notebook."""
-    from lib.secrets import ENV_VARS
 
     for variable in ENV_VARS:
         key = os.environ.get(variable, "")

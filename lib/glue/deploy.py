@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from lib.errors import ConfigError, WorkspaceError
-from lib.package import package_lib, package_name  # noqa: F401 (the submitter calls them through deploy)
-from lib.session import ICEBERG_EXTENSIONS
+from lib.core.errors import ConfigError, WorkspaceError
+from lib.storage.package import package_lib, package_name  # noqa: F401 (the submitter calls them through deploy)
+from lib.storage.session import ICEBERG_EXTENSIONS
 
 GLUE_VERSION = "5.0"
 GLUE_SECTION = "glue"
@@ -95,7 +95,7 @@ def split_params(params: dict[str, Any], source: str) -> tuple[dict[str, Any], G
 
 
 def iceberg_conf(catalog: str, warehouse: str) -> dict[str, str]:
-    """Spark settings for an Iceberg GlueCatalog named `catalog`, the same ones lib.session sets at run time."""
+    """Spark settings for an Iceberg GlueCatalog named `catalog`, the same ones lib.storage.session sets at run time."""
     prefix = f"spark.sql.catalog.{catalog}"
     return {
         "spark.sql.extensions": ICEBERG_EXTENSIONS,

@@ -1,7 +1,7 @@
 """Inside a Glue job: `--name value` job arguments override the script's injected parameters.
 
 It runs first in every generated script, before `lib` needs Spark: the arguments are read with the stdlib (or
-awsglue when present), then every parameter is validated by lib.config's rules, so a bad argument stops the job
+awsglue when present), then every parameter is validated by lib.settings.config's rules, so a bad argument stops the job
 with the same ParameterError the runner and a notebook give, before any work.
 """
 
@@ -12,6 +12,8 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from lib.settings.config import PARAMETERS, RunConfig
 
 
 def _given(argv: Sequence[str], name: str) -> bool:
@@ -57,15 +59,13 @@ def _typed(text: str, default: Any) -> Any:
 
 def validate(parameters: Mapping[str, Any]) -> None:
     """The job's parameters by RunConfig's rules (those it knows: a notebook may add its own); ParameterError if bad."""
-    from lib.config import PARAMETERS, RunConfig
-
     RunConfig.from_params(**{name: value for name, value in parameters.items() if name in PARAMETERS})
 
 
 def resolve_parameters(parameters: Mapping[str, Any], argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The parameters given as job arguments, typed like their current values; absent ones are left out.
 
-    Every parameter, given or injected, is validated first: a bad one raises lib.errors.ParameterError.
+    Every parameter, given or injected, is validated first: a bad one raises lib.core.errors.ParameterError.
     """
     argv = sys.argv if argv is None else argv
     names = [name for name in parameters if _given(argv, name)]

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lib.errors import ConfigError
+from lib.core.errors import ConfigError
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"  # the cell papermill adds after the parameters cell

@@ -7,8 +7,8 @@ import argparse
 import datetime as dt
 import sys
 
-from lib.errors import ApiKeyConflictError
-from lib.secrets import env_api_key
+from lib.core.api_key import env_api_key
+from lib.core.errors import ApiKeyConflictError
 from lib.simulator.faults import DEFECT_KINDS, FAULT_KINDS, Defects, FaultSettings
 from lib.simulator.feed import FeedSettings
 from lib.simulator.server import ServerSettings, run

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from lib.trading_days import FIRST_SESSION, today_new_york, trading_days
+from lib.core.trading_days import FIRST_SESSION, today_new_york, trading_days
 
 NEW_YORK = ZoneInfo("America/New_York")
 MAX_DAYS_IN_MONTH = 23  # NYSE never holds more than 23 sessions in a calendar month

@@ -9,9 +9,9 @@ import queue
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from lib.core.paths import WORKSPACE
+
 URL_PREFIX = "simulator listening on "
 
 
@@ -69,10 +69,10 @@ class SimulatorProcess:
             env.pop(name, None)
         if self._api_key:
             env["MASSIVE_API_KEY"] = self._api_key
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(WORKSPACE), env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         self._process = subprocess.Popen(
-            self.command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+            self.command, cwd=WORKSPACE, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
         )
         atexit.register(self.stop)

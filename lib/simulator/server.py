@@ -20,12 +20,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from lib.core.trading_days import today_new_york
 from lib.simulator import corporate
 from lib.simulator.data import NEW_YORK, RANGE_KEYS, Market, calendar, columns_to_bars
 from lib.simulator.encode import bars_json, range_bars_json, ticker_prefixes
 from lib.simulator.faults import Defects, FaultSettings, fault_middleware
 from lib.simulator.feed import FEED_PATH, Feed, FeedSettings
-from lib.trading_days import today_new_york
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DIGITS = re.compile(r"^\d{1,15}$")

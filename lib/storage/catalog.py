@@ -13,8 +13,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lib.config import RunConfig
-from lib.errors import CommitConflictError
+from lib.core.errors import CommitConflictError
+from lib.settings.config import RunConfig
 
 R = TypeVar("R")
 
@@ -170,7 +170,7 @@ TABLE_PROPERTIES = {
     "write.metadata.previous-versions-max": "20",
 }
 # Per table, on top of TABLE_PROPERTIES. The monthly arrays are read a few symbols at a time without Spark
-# (lib.quicklook): row groups of about 1 MiB (≈10,000 symbol-metric rows, sorted by symbol) let a reader skip to a
+# (lib.storage.lake_reader): row groups of about 1 MiB (≈10,000 symbol-metric rows, sorted by symbol) let a reader skip to a
 # symbol's rows by their statistics, where Parquet's default 128 MiB makes a whole month's file one row group.
 EXTRA_PROPERTIES = {"monthly_stock_prices": {"write.parquet.row-group-size-bytes": str(1 << 20)}}
 
@@ -319,7 +319,7 @@ _BRANCHES: dict[tuple[str, str, str, str, str], bool] = {}
 
 
 def forget_branches() -> None:
-    """Drop what this process knows of branches (lib.kernel does before each notebook, as a new kernel would)."""
+    """Drop what this process knows of branches (lib.running.kernel does before each notebook, as a new kernel would)."""
     _BRANCHES.clear()
 
 

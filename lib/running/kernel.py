@@ -27,8 +27,8 @@ START_TIMEOUT_S = 60
 _FRESH = """\
 get_ipython().reset(new_session=True)
 import sys as _sys
-if "lib.catalog" in _sys.modules:
-    _sys.modules["lib.catalog"].forget_branches()
+if "lib.storage.catalog" in _sys.modules:
+    _sys.modules["lib.storage.catalog"].forget_branches()
 del _sys
 """
 

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import time
+from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lib import catalog, ingest, wap
-from lib.config import RunConfig
-from lib.errors import ConfigError, MissingInputError
-from lib.polygon import ClientSettings, PolygonClient
-from lib.trading_days import trading_days
+from lib.analytics import anomalies, forecast, indicators, prices, trends
+from lib.core.errors import ConfigError, MissingInputError
+from lib.core.trading_days import trading_days
+from lib.ingestion import fanout
+from lib.ingestion.rest_client import ClientSettings, PolygonClient
+from lib.quality import checks, gate
+from lib.quality.checks import PRICE_CONTEXT_DAYS, QualityInputs
+from lib.settings.config import RunConfig
+from lib.storage import catalog, monthly, wap
+from lib.storage.monthly import month_start
 
 
 @dataclasses.dataclass
@@ -56,7 +63,6 @@ class IngestReport:
     def summary(self) -> str:
         if not self.market_days:
             return "no NYSE trading day in the span: nothing to fetch (an empty run)"
-        # lib.run reads the second line (tickers, calls, retries): keep its shape.
         cap = f"capped at {self.max_calls_per_minute:,.0f}/min" if self.max_calls_per_minute else "no rate cap"
         return (
             f"{self.reason}\n"
@@ -78,20 +84,26 @@ class IngestReport:
         )
 
 
-def client_settings(config: RunConfig, base_url: str, api_key: str) -> ClientSettings:
-    """The client settings of a run: timeout, attempts and the rate cap (for all partitions together)."""
-    return ClientSettings(
-        base_url=base_url,
-        api_key=api_key,
-        timeout_s=config.request_timeout_s,
-        max_attempts=config.max_attempts,
-        max_calls_per_minute=config.max_calls_per_minute,
-    )
+def save_report(config: RunConfig, step: str, report) -> None:
+    """A step's report as data in its run record, `<run_dir>/<step>.json`: its plain fields (numbers, names, dates,
+    counts by endpoint; not its frames), which the batch runner reads back rather than what the notebook printed."""
+    fields = {}
+    for field in dataclasses.fields(report):
+        value = getattr(report, field.name)
+        if isinstance(value, pd.DataFrame | DataFrame) or field.name == "results":
+            continue
+        fields[field.name] = value
+    for name in ("total_calls", "bar_calls"):  # derived figures a reader wants without recomputing them
+        if hasattr(report, name):
+            fields[name] = getattr(report, name)
+    path = Path(config.run_dir) / f"{step}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fields, indent=2, default=str))
 
 
 def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings) -> IngestReport:
     """Tickers for ds, bars for every market day of start_ds..ds, into the daily tables (idempotent), and the splits
-    and cash dividends of the action window (ingest.action_window) upserted into corporate_actions.
+    and cash dividends of the action window (fanout.action_window) upserted into corporate_actions.
 
     Bars are fetched with config.adjusted (default False: as traded, which is what the tables hold; lib.prices adjusts
     on read). A backfill also fetches the tickers delisted during its span, so their history stays.
@@ -107,27 +119,27 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
         )
     symbols = span_symbols(driver_client, config, ticker_records)
     days = config.span_days
-    strategy, reason = ingest.choose_strategy(config.strategy, len(days), len(symbols))
-    tasks = ingest.plan_tasks(strategy, days, symbols)
+    strategy, reason = fanout.choose_strategy(config.strategy, len(days), len(symbols))
+    tasks = fanout.plan_tasks(strategy, days, symbols)
     # The fan-out's first call waits for the driver's next free slot: ticker pages and bars share one cap.
     time.sleep(driver_client.pacer.reserve())
-    fetched = ingest.fetch_bars(
+    fetched = fanout.fetch_bars(
         spark, settings, tasks, adjusted=config.adjusted, concurrency=config.concurrency, tickers=len(symbols)
     )
 
-    raw_bars = ingest.with_run_ds(fetched.raw_bars, config.ds)
+    raw_bars = fanout.with_run_ds(fetched.raw_bars, config.ds)
     catalog.replace_rows(spark, config, "raw_daily_bars", raw_bars, "date", config.start_ds, config.ds)
     written_raw = span_table(spark, config, "raw_daily_bars")
-    prices = ingest.raw_to_prices(written_raw)
+    prices = fanout.raw_to_prices(written_raw)
     catalog.replace_rows(spark, config, "stock_prices", prices, "date", config.start_ds, config.ds)
-    tickers = ingest.tickers_frame(spark, ticker_records, config.ds)
+    tickers = fanout.tickers_frame(spark, ticker_records, config.ds)
     catalog.replace_rows(spark, config, "stock_tickers", tickers, "ds", config.ds, config.ds)
-    failures = ingest.with_run_ds(fetched.failures, config.ds)
+    failures = fanout.with_run_ds(fetched.failures, config.ds)
     catalog.replace_rows(spark, config, "ingest_failures", failures, "ds", config.ds, config.ds)
-    window = ingest.action_window(config.start_ds, config.ds) if days else None
+    window = fanout.action_window(config.start_ds, config.ds) if days else None
     splits = driver_client.splits(*window) if window else []
     dividends = driver_client.dividends(*window) if window else []
-    actions = ingest.actions_frame(spark, splits, dividends, set(symbols))
+    actions = fanout.actions_frame(spark, splits, dividends, set(symbols))
     if window:
         catalog.merge_corporate_actions(spark, config, actions, config.ds)
 
@@ -198,7 +210,6 @@ def require_inputs(spark: SparkSession, config: RunConfig, step: str, tables: tu
         return
     for name in tables:
         if name == "monthly_stock_prices":
-            from lib.monthly import month_start
 
             rows = catalog.read_table(spark, config, name).filter(
                 F.col("month_start").between(F.lit(month_start(start)), F.lit(config.ds))
@@ -250,7 +261,6 @@ def run_rollup(
     Then, unless `keep_snapshots` is None, maintain the table: compact the months just written when they
     came out in several files, and expire all but the last `keep_snapshots` snapshots (catalog.maintain).
     """
-    from lib import monthly
 
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
@@ -286,14 +296,12 @@ def run_rollup(
 
 
 def _span_months(config: RunConfig) -> list[dt.date]:
-    from lib.monthly import month_start
 
     return sorted({month_start(d) for d in config.span_days} | {month_start(config.ds)})
 
 
 def quality_inputs(spark: SparkSession, config: RunConfig):
     """The tables of the run's span, as the quality checks read them."""
-    from lib.quality import QualityInputs
 
     return QualityInputs(
         raw_daily_bars=span_table(spark, config, "raw_daily_bars"),
@@ -334,8 +342,7 @@ def _corporate_actions(spark: SparkSession, config: RunConfig) -> DataFrame:
 
 
 def _price_context(spark: SparkSession, config: RunConfig) -> DataFrame:
-    """stock_prices from a little before the span's months through their end (lib.quality.QualityInputs.price_context)."""
-    from lib.quality import PRICE_CONTEXT_DAYS
+    """stock_prices from a little before the span's months through their end (lib.quality.checks.QualityInputs.price_context)."""
 
     months = _span_months(config)
     after_last_month = (months[-1] + dt.timedelta(days=32)).replace(day=1)
@@ -346,21 +353,20 @@ def _price_context(spark: SparkSession, config: RunConfig) -> DataFrame:
 
 def rollup_checks(spark: SparkSession, config: RunConfig) -> list:
     """The monthly table's own guarantees over the span: unique keys and arrays that reconcile with prices."""
-    from lib import quality
 
     inputs = quality_inputs(spark, config)
-    only_monthly = quality.QualityInputs(
+    only_monthly = checks.QualityInputs(
         monthly_stock_prices=inputs.monthly_stock_prices, stock_prices=inputs.stock_prices, price_context=inputs.price_context
     )
-    results = quality.run_checks(only_monthly, config.ds, config.span_days, config.quality,
+    results = checks.run_checks(only_monthly, config.ds, config.span_days, config.quality,
                                  only=["duplicates", "array_integrity"])  # fmt: skip
-    quality.release(results)  # only the statuses and details are read; see run_quality
+    checks.release(results)  # only the statuses and details are read; see run_quality
     return [r for r in results if r.table_name == "monthly_stock_prices"]
 
 
 @dataclasses.dataclass
 class QualityReport:
-    results: list  # lib.quality.CheckResult
+    results: list  # lib.quality.checks.CheckResult
     table: pd.DataFrame  # this run's checks
     history: pd.DataFrame  # ds, check_name, table_name, status over recent runs
     coverage: pd.DataFrame  # symbol, date, has_bar from the exploded close arrays
@@ -378,15 +384,14 @@ class QualityReport:
 def run_quality(spark: SparkSession, config: RunConfig, history_runs: int = 30, coverage_symbols: int = 40):
     """Run every check over the span and record them in quality_results (replacing this ds's rows).
 
-    The gate is separate (`lib.quality.enforce_gate`), so a notebook draws its figures before it stops a run.
+    The gate is separate (`lib.quality.gate.enforce_gate`), so a notebook draws its figures before it stops a run.
     """
-    from lib import monthly, quality
 
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "03_quality", ("stock_prices", "monthly_stock_prices"))
-    results = quality.run_checks(quality_inputs(spark, config), config.ds, config.span_days, config.quality)
+    results = checks.run_checks(quality_inputs(spark, config), config.ds, config.span_days, config.quality)
     checked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    frame = quality.results_frame(spark, results, config.ds, checked_at)
+    frame = gate.results_frame(spark, results, config.ds, checked_at)
     catalog.replace_rows(spark, config, "quality_results", frame, "ds", config.ds, config.ds)
 
     table = pd.DataFrame(
@@ -417,7 +422,7 @@ def run_quality(spark: SparkSession, config: RunConfig, history_runs: int = 30, 
     failing_rows = {f"{r.name} on {r.table_name}": r.failures.limit(10).toPandas() for r in results if r.status == "fail"}
     # The failures frames stay cached until released: a cached plan over an audit branch outlives the branch
     # (03 drops it when publishing), and Spark's cache refresh after a later write would scan it again.
-    quality.release(results)
+    checks.release(results)
     return QualityReport(results, table, history, coverage, failing_rows)
 
 
@@ -425,10 +430,9 @@ def publish(spark: SparkSession, config: RunConfig, report: QualityReport) -> wa
     """The gate, then the publish: raise QualityGateError when an error-severity check failed (main untouched, the
     audit branch kept, the message says how to inspect, publish or drop it); else publish the run's branch to main
     and tag it run-<ds> (lib.wap.publish; with no wap_branch, main is only tagged)."""
-    from lib import quality
 
     advice = wap.inspect_hint(config) if wap.staged_tables(spark, config) else ""
-    quality.enforce_gate(report.results, config.ds, advice=advice)
+    gate.enforce_gate(report.results, config.ds, advice=advice)
     return wap.publish(spark, config)
 
 
@@ -464,7 +468,6 @@ def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date, adj
     """Daily rows from start..ds, read by exploding the monthly arrays (the table analysts query), adjusted as
     lib.prices does (`raw`, `split` or `total_return`) with the corporate actions known by ds."""
     config = wap.on_main(config)  # analysis reads main: only published, audited data
-    from lib import monthly, prices
 
     read_from = start - dt.timedelta(days=_BAR_BEFORE_DAYS) if adjust != "raw" else start
     months = catalog.read_table(spark, config, "monthly_stock_prices").filter(
@@ -483,7 +486,6 @@ def run_trends(
 ) -> TrendsReport:
     """The analytics of 04_trends, computed in Spark; only small per-symbol aggregates come back as pandas."""
     config = wap.on_main(config)  # analysis reads main: only published, audited data
-    from lib import trends
 
     start = min(config.start_ds, config.ds - dt.timedelta(days=lookback_days))
     catalog.ensure_tables(spark, config)
@@ -540,7 +542,6 @@ def trend_windows(
 
     So a 200-bar moving average on start is a full window when the history exists (and null when it does not).
     """
-    from lib import trends
 
     bars = ["symbol", "date", "close", "volume"]
     warm_up = adjusted_history(
@@ -560,7 +561,6 @@ def adjusted_history(
     """stock_prices from `start` (default: the first bar) through ds, bars with a close only, adjusted as lib.prices
     does with the actions known by ds (`adjust`: raw, split or total_return; volume divided by the split factor)."""
     config = wap.on_main(config)  # analysis reads main: only published, audited data
-    from lib import prices
 
     daily = catalog.read_table(spark, config, "stock_prices").filter(
         (F.col("date") <= F.lit(config.ds)) & F.col("close").isNotNull()
@@ -589,7 +589,6 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
     span that computed them: a daily run and a backfill write the same numbers.
     """
     config = wap.on_main(config)  # analysis reads main: only published, audited data
-    from lib import indicators
 
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
@@ -620,10 +619,9 @@ def run_anomalies(
     """Flag the span's return, gap and volume anomalies on the total-return series into `anomalies` (idempotent).
 
     `thresholds` ({"return": 5.0, ...}, |robust z| above which a day is flagged) and `window` (trailing bars)
-    default to lib.anomalies.DEFAULT_THRESHOLDS and DEFAULT_WINDOW.
+    default to lib.analytics.anomalies.DEFAULT_THRESHOLDS and DEFAULT_WINDOW.
     """
     config = wap.on_main(config)  # analysis reads main: only published, audited data
-    from lib import anomalies
 
     started = time.monotonic()
     window = window or anomalies.DEFAULT_WINDOW
@@ -678,7 +676,6 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
     `forecast_metrics`, computed from the forecasts just written whose actual is known.
     """
     config = wap.on_main(config)  # analysis reads main: only published, audited data
-    from lib import forecast, trends
 
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
@@ -756,7 +753,6 @@ def run_intraday(spark: SparkSession, config: RunConfig, max_symbols: int = 4) -
     `max_symbols` most traded that day, the gaps the stream recorded, and the check minute_bars_vs_daily against
     stock_prices (volume, high and low within the params' quality.minute_daily_tolerance). Empty, not an error,
     when no minute bar is stored for the day (summary() says how to land one)."""
-    from lib import quality
 
     config = wap.on_main(config)  # analysis reads main: only published, audited data
     started = time.monotonic()
@@ -781,13 +777,13 @@ def run_intraday(spark: SparkSession, config: RunConfig, max_symbols: int = 4) -
         .orderBy("last_window_end")
         .toPandas()
     )
-    checks = []
+    comparisons = []
     if not per_symbol.empty:
         daily = catalog.read_table(spark, config, "stock_prices").filter(F.col("date") == F.lit(day))
-        inputs = quality.QualityInputs(minute_bars=day_bars, stock_prices=daily)
-        checks = quality.run_checks(inputs, day, [day], config.quality, only=["minute_bars_vs_daily"])
+        inputs = checks.QualityInputs(minute_bars=day_bars, stock_prices=daily)
+        comparisons = checks.run_checks(inputs, day, [day], config.quality, only=["minute_bars_vs_daily"])
         if not daily.limit(1).count():
-            quality.release(checks)
-            checks = []
+            checks.release(comparisons)
+            comparisons = []
     day_bars.unpersist()
-    return IntradayReport(day, symbols, bars, per_symbol, gaps, checks, time.monotonic() - started)
+    return IntradayReport(day, symbols, bars, per_symbol, gaps, comparisons, time.monotonic() - started)

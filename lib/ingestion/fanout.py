@@ -1,10 +1,10 @@
 """Ingestion: the ticker universe on the driver, daily bars fanned out over Spark executors, dead letters kept.
 
-Bars are fetched by an asyncio client (`lib.async_client`) inside `mapPartitions`, a bounded number of
+Bars are fetched by an asyncio client (`lib.ingestion.async_client`) inside `mapPartitions`, a bounded number of
 requests in flight per partition, the rate cap split over the partitions. A request that fails for good
 becomes a failure row (`ingest_failures`), never an exception; 401/403 stop the run. Re-running a ds
 replaces cleanly: the run refetches the whole span and the writers swap its dates in one atomic commit
-(`lib.catalog.replace_rows`), so a re-run after failures fills them in and leaves no stale row behind.
+(`lib.storage.catalog.replace_rows`), so a re-run after failures fills them in and leaves no stale row behind.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lib import async_client
-from lib.async_client import AsyncPolygonClient
-from lib.catalog import SCHEMAS
-from lib.config import DEFAULT_CONCURRENCY, WHOLE_MARKET_TICKERS
-from lib.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
-from lib.polygon import ClientSettings
-from lib.ratelimit import Pacer, per_partition_rate
-from lib.trading_days import trading_days
+from lib.core.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
+from lib.core.trading_days import trading_days
+from lib.ingestion import async_client
+from lib.ingestion.async_client import AsyncPolygonClient
+from lib.ingestion.ratelimit import Pacer, per_partition_rate
+from lib.ingestion.rest_client import ClientSettings
+from lib.settings.config import DEFAULT_CONCURRENCY, WHOLE_MARKET_TICKERS
+from lib.storage.catalog import SCHEMAS
 
 NEW_YORK = ZoneInfo("America/New_York")
 RANGE_PAGE_BARS = 50_000

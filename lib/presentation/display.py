@@ -1,9 +1,9 @@
 """How the workspace's objects show in a notebook: figures as PNG pictures, its own errors as one line.
 
-`lib.plots` builds figures as plain `matplotlib.figure.Figure` objects, without pyplot, so IPython has no
+`lib.presentation.plots` builds figures as plain `matplotlib.figure.Figure` objects, without pyplot, so IPython has no
 formatter for them and would show their repr (`<Figure size 1100x600 with 2 Axes>`). `install()` registers
 one PNG formatter for every Figure in the running IPython shell (JupyterLab, papermill, nbval, a console);
-`lib.runtime` calls it on import, so every notebook gets it from its first cell. Outside IPython it does
+`lib.running.runtime` calls it on import, so every notebook gets it from its first cell. Outside IPython it does
 nothing. No pyplot state is touched: the PNG is rendered by the figure's own canvas, as `save_figure` does.
 """
 
@@ -13,7 +13,7 @@ import io
 
 from matplotlib.figure import Figure
 
-from lib.errors import WorkspaceError
+from lib.core.errors import WorkspaceError
 
 INLINE_DPI = 96  # screen resolution: the saved PNGs use plots.SAVE_DPI
 

@@ -2,7 +2,7 @@
 records, no Spark. The module keeps its Polygon name; the API, its paths and keys are the same under both names.
 
 `classify` (how an answer is judged) and `backoff_seconds` (how long to wait) are shared with the asyncio
-client of `lib.async_client`, so both behave alike; this sync client (requests) serves the driver's paging.
+client of `lib.ingestion.async_client`, so both behave alike; this sync client (requests) serves the driver's paging.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import orjson  # parses an answer in a fraction of json's time: the executors' f
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from lib.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
-from lib.ratelimit import Pacer  # noqa: F401 (re-exported: lib.polygon.Pacer)
+from lib.core.errors import PolygonAuthError, PolygonError, PolygonRequestFailed
+from lib.ingestion.ratelimit import Pacer  # noqa: F401 (re-exported: lib.ingestion.rest_client.Pacer)
 
 TICKERS_PATH = "/v3/reference/tickers"
 GROUPED_PATH = "/v2/aggs/grouped/locale/us/market/stocks/{day}"

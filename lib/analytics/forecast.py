@@ -13,8 +13,8 @@ import datetime as dt
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lib.indicators import technical_indicators
-from lib.trading_days import trading_days
+from lib.analytics.indicators import technical_indicators
+from lib.core.trading_days import trading_days
 
 MODELS = ("naive", "drift", "linear")
 FEATURES = ("ret_1", "ret_5", "ret_20", "vol_20", "rsi_14", "horizon")

@@ -9,7 +9,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from lib.errors import EnvironmentSetupError
+from lib.core.errors import EnvironmentSetupError
+from lib.storage.package import package_lib, package_name
 
 SQLITE_JDBC_JAR = Path("/usr/share/java/sqlite-jdbc.jar")
 ICEBERG_JAR_NAME = "iceberg-spark-runtime-3.5_2.12-1.10.2.jar"
@@ -132,8 +133,6 @@ def ship_lib(spark, folder: Path) -> Path:
 
     The zip is content-addressed (one per version of the code) under `folder`/.spark-lib.
     """
-    from lib.package import package_lib, package_name
-
     package = package_lib()
     target = folder.resolve() / ".spark-lib" / package_name(package)
     if not target.is_file():

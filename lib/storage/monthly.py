@@ -17,9 +17,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from lib.catalog import SCHEMAS
-
-METRICS = ("open", "high", "low", "close", "volume", "vwap", "transactions")
+from lib.core.vocabulary import METRICS
+from lib.storage.catalog import SCHEMAS
 
 MONTHLY_SCHEMA = SCHEMAS["monthly_stock_prices"]
 

@@ -1,7 +1,7 @@
 """What every notebook does first: a config from its parameters, a Spark session, and the data source.
 
 Importing it also makes the notebook show figures as pictures and the workspace's errors as one line
-(`lib.display.install`), so every notebook gets that from its first cell.
+(`lib.presentation.display.install`), so every notebook gets that from its first cell.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lib import display
-from lib.config import RunConfig
-from lib.polygon import ClientSettings
-from lib.secrets import env_api_key, resolve_api_key
+from lib.core.api_key import env_api_key, resolve_api_key
+from lib.ingestion.rest_client import ClientSettings
+from lib.presentation import display
+from lib.settings.config import RunConfig
+from lib.simulator import SimulatorProcess
+from lib.storage.session import build_glue_session, build_local_session
 
 display.install()
 
@@ -31,11 +33,7 @@ def config_from(namespace: dict[str, Any], names: tuple[str, ...] | list[str]) -
 def spark_session(config: RunConfig):
     """The one session of a step: local Iceberg on SQLite (on `spark_master`, default local[*]), or Glue's with env glue."""
     if config.env == "glue":
-        from lib.session import build_glue_session
-
         return build_glue_session(config.catalog, config.warehouse)
-    from lib.session import build_local_session
-
     return build_local_session(config.catalog, config.warehouse, app_name=f"stocks {config.ds}", master=config.spark_master)
 
 
@@ -62,15 +60,22 @@ class DataSource:
             self.simulator = None
 
 
+def client_settings(config: RunConfig, base_url: str, api_key: str) -> ClientSettings:
+    """The client settings of a run: timeout, attempts and the rate cap (for all partitions together)."""
+    return ClientSettings(
+        base_url=base_url,
+        api_key=api_key,
+        timeout_s=config.request_timeout_s,
+        max_attempts=config.max_attempts,
+        max_calls_per_minute=config.max_calls_per_minute,
+    )
+
+
 def open_data_source(config: RunConfig, **simulator_options: Any) -> DataSource:
     """Start the simulator when api_base_url is empty; resolve the key (never printed)."""
-    from lib.steps import client_settings
-
     api_key = resolve_api_key(config.uses_simulator, config.api_key_secret_id)
     if not config.uses_simulator:
         return DataSource(client_settings(config, config.api_base_url, api_key))
-    from lib.simulator import SimulatorProcess
-
     options = {"tickers": config.simulator_tickers, **config.simulator_options, **simulator_options}
     # The simulator accepts only the key of $MASSIVE_API_KEY or $POLYGON_API_KEY when one is set; otherwise any key.
     simulator = SimulatorProcess(api_key=env_api_key() or None, **options).start()

@@ -1,7 +1,6 @@
 """Typed errors of the workspace; each message says what was wrong and what to do."""
 
-import os
-import re
+from lib.core.redaction import shown_value
 
 
 class WorkspaceError(Exception):
@@ -73,27 +72,6 @@ class CommitConflictError(WorkspaceError):
 
 class MissingInputError(WorkspaceError):
     """A step found nothing of what an earlier step writes: that step runs first (01_ingest, then 02, 03, 04)."""
-
-
-SHOWN_LIMIT = 80
-
-
-def shown_value(value) -> str:
-    """A received value as an error message may show it: the API key redacted (lib.secrets), URL credentials and
-    queries masked, at most SHOWN_LIMIT characters."""
-    from lib import secrets  # here: lib.secrets raises the errors of this module
-
-    text = repr(value)
-    for variable in (secrets.ENV_VAR, "MASSIVE_API_KEY"):
-        key = os.environ.get(variable, "")
-        if len(key) >= 4:  # a one-letter "key" would star out every such letter of the message
-            text = secrets.redact(text, key)
-    if "://" in text:
-        text = re.sub(r"(?<=://)[^/?#@\s'\"]*@", "***@", text)  # user:password@host
-        text = re.sub(r"\?[^\s'\"#]*", "?***", text)  # a query may carry apiKey=
-    if len(text) > SHOWN_LIMIT:
-        text = f"{text[: SHOWN_LIMIT - 3]}... ({len(str(value)):,} characters)"
-    return text
 
 
 class ApiKeyConflictError(ConfigError):

@@ -1,8 +1,8 @@
 """The asyncio client of Massive (formerly Polygon.io), on aiohttp, for executor fan-out: the sync client's
 semantics, a fraction of its CPU per call.
 
-Same judgement of answers (`lib.polygon.classify`), same backoff (`lib.polygon.backoff_seconds`), same
-pacing (`lib.ratelimit.Pacer`), same typed errors; only the transport differs. One client lives on one
+Same judgement of answers (`lib.ingestion.rest_client.classify`), same backoff (`lib.ingestion.rest_client.backoff_seconds`), same
+pacing (`lib.ingestion.ratelimit.Pacer`), same typed errors; only the transport differs. One client lives on one
 event loop (one Spark partition); the key travels only in the Authorization header.
 """
 
@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from lib.config import DEFAULT_CONCURRENCY
-from lib.errors import PolygonRequestFailed
-from lib.polygon import (
+from lib.core.errors import PolygonRequestFailed
+from lib.ingestion.ratelimit import Pacer
+from lib.ingestion.rest_client import (
     GROUPED_PATH,
     OPEN_CLOSE_PATH,
     RANGE_PATH,
@@ -31,7 +31,7 @@ from lib.polygon import (
     ticker_path,
     transport_failure,
 )
-from lib.ratelimit import Pacer
+from lib.settings.config import DEFAULT_CONCURRENCY
 
 
 def run(coroutine):

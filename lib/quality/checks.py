@@ -7,7 +7,6 @@ up to five keys for the human-readable `details`.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import math
 from collections.abc import Callable, Iterable
@@ -17,60 +16,19 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lib.catalog import SCHEMAS
-from lib.errors import ConfigError, QualityGateError
-from lib.trading_days import today_new_york, trading_days
+from lib.core.errors import ConfigError
+from lib.core.trading_days import today_new_york, trading_days
+from lib.core.vocabulary import METRICS
+from lib.settings.thresholds import CHECK_NAMES, resolve_thresholds
+from lib.storage.monthly import explode_metrics
 
-SEVERITIES = ("error", "warn")
-METRICS = ("open", "high", "low", "close", "volume", "vwap", "transactions")
 REQUIRED_BAR_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume")
 SAMPLE_SIZE = 5
 # Calendar days of prices before the span that the checks see (QualityInputs.price_context): longer than any NYSE
 # closure (the longest since 2000, after 9/11, was six days), so every span day has its previous bar.
 PRICE_CONTEXT_DAYS = 14
 
-DEFAULT_THRESHOLDS: dict = {
-    # vwap may sit this fraction outside [low, high] (rounding by the source) before it is a defect.
-    "vwap_tolerance": 0.01,
-    # Monthly array values and stock_prices values agree within this relative difference.
-    "array_tolerance": 1e-9,
-    # |robust z| (median/MAD per symbol over the span) above which a close move or a volume is an outlier.
-    "outlier_z": 8.0,
-    # Symbols with fewer observations than this in the span are not scored for outliers.
-    "outlier_min_days": 10,
-    # A close-to-close move (as traded) beyond this factor either way, that no split explains, is a price jump:
-    # 1.4 catches the smallest common split, 3-for-2 (x1.5 or x0.67), even on a day the stock moves 7% against it,
-    # while a listed stock rarely gains 40% or loses 29% in one session without news worth a look anyway.
-    "jump_ratio": 1.4,
-    # Across a split's ex-date the as-traded close should move by split_from / split_to, give or take a normal
-    # day's move; beyond this factor the prices do not show the split (a wrong ex-date, or prices already adjusted).
-    # 1.2 still tells a 5-for-4 split (x0.8) from no split at all.
-    "split_tolerance": 1.2,
-    # A day's minute bars (minute_bars) and its daily bar agree on volume, high and low within this relative difference.
-    "minute_daily_tolerance": 0.001,
-    "severity": {
-        "duplicates": "error",
-        "null_values": "error",
-        "ohlc_consistency": "error",
-        "volume_non_negative": "error",
-        "completeness_tickers": "warn",
-        "completeness_days": "error",
-        "array_integrity": "error",
-        "outliers": "warn",
-        # Real markets do jump: a warning to look at, not a stop.
-        "price_jumps": "warn",
-        # An impossible action (a duplicate, a zero ratio, a dividend of the whole price) corrupts every adjusted read
-        # of the symbol, as an impossible bar does: it stops the publish like ohlc_consistency.
-        "corporate_actions": "error",
-        # Minute bars short of the day's volume are most often a gap of the stream (minute_bar_gaps): a warning.
-        "minute_bars_vs_daily": "warn",
-    },
-}
 
-CHECK_NAMES = tuple(DEFAULT_THRESHOLDS["severity"])
-
-# The table is the catalog's; one definition of its columns.
-QUALITY_RESULTS_SCHEMA = SCHEMAS["quality_results"]
 
 
 @dataclass(frozen=True)
@@ -142,29 +100,6 @@ class _Finding:
     failures: DataFrame
     label: str
     sample_columns: tuple[str, ...]
-
-
-def resolve_thresholds(thresholds: dict | None = None) -> dict:
-    """DEFAULT_THRESHOLDS overlaid with `thresholds` (the params file's `quality` section); validated."""
-    merged = copy.deepcopy(DEFAULT_THRESHOLDS)
-    for key, value in (thresholds or {}).items():
-        if key == "severity":
-            merged["severity"].update(value or {})
-        else:
-            merged[key] = value
-    unknown = set(merged["severity"]) - set(CHECK_NAMES)
-    if unknown:
-        raise ConfigError(f"quality severity names unknown checks {sorted(unknown)}; expected some of {list(CHECK_NAMES)}")
-    for name, severity in merged["severity"].items():
-        if severity not in SEVERITIES:
-            raise ConfigError(f"quality severity of {name} must be one of {list(SEVERITIES)}, got {severity!r}")
-    for key in ("vwap_tolerance", "array_tolerance", "outlier_z", "outlier_min_days", "minute_daily_tolerance"):
-        if not isinstance(merged[key], int | float) or merged[key] < 0:
-            raise ConfigError(f"quality threshold {key} must be a non-negative number, got {merged[key]!r}")
-    for key in ("jump_ratio", "split_tolerance"):
-        if not isinstance(merged[key], int | float) or merged[key] <= 1:
-            raise ConfigError(f"quality threshold {key} must be a factor above 1 (e.g. 1.4), got {merged[key]!r}")
-    return merged
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +244,6 @@ def _completeness_days(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
 
 def _explode_slots(monthly: DataFrame) -> DataFrame:
     """(symbol, date, metric_name, value) for every slot of the arrays, nulls included."""
-    from lib.monthly import explode_metrics  # lazily: lib.monthly is the one owner of the array layout
 
     return explode_metrics(monthly, keep_nulls=True).select("symbol", "date", "metric_name", "value")
 
@@ -630,19 +564,9 @@ def _minute_bars_vs_daily(inputs: QualityInputs, ctx: _Context) -> list[_Finding
                      ("symbol", "date"))]  # fmt: skip
 
 
-CHECKS: dict[str, Callable[[QualityInputs, _Context], list[_Finding]]] = {
-    "duplicates": _duplicates,
-    "null_values": _null_values,
-    "ohlc_consistency": _ohlc_consistency,
-    "volume_non_negative": _volume_non_negative,
-    "completeness_tickers": _completeness_tickers,
-    "completeness_days": _completeness_days,
-    "array_integrity": _array_integrity,
-    "outliers": _outliers,
-    "price_jumps": _price_jumps,
-    "corporate_actions": _corporate_actions,
-    "minute_bars_vs_daily": _minute_bars_vs_daily,
-}
+# Each check is the function named for it: the names (and their default severities) are lib.settings.thresholds',
+# so a check added there without its function here fails at import.
+CHECKS: dict[str, Callable[[QualityInputs, _Context], list[_Finding]]] = {name: globals()[f"_{name}"] for name in CHECK_NAMES}
 
 
 # --------------------------------------------------------------------------------------------
@@ -712,24 +636,3 @@ def release(results: list[CheckResult]) -> None:
     """Drop the cached failures frames of `results`."""
     for result in results:
         result.failures.unpersist()
-
-
-def results_frame(spark: SparkSession, results: list[CheckResult], ds: dt.date, checked_at: dt.datetime) -> DataFrame:
-    """The results as `quality_results` rows (QUALITY_RESULTS_SCHEMA), one per (check, table)."""
-    rows = [(ds, r.table_name, r.name, r.severity, r.status, int(r.failed_rows), r.details, checked_at) for r in results]
-    return spark.createDataFrame(rows, QUALITY_RESULTS_SCHEMA)
-
-
-def failed_errors(results: list[CheckResult]) -> list[CheckResult]:
-    """The failed results of error severity: the ones that stop the pipeline."""
-    return [r for r in results if r.severity == "error" and r.status == "fail"]
-
-
-def enforce_gate(results: list[CheckResult], ds: dt.date | None = None, advice: str = "") -> None:
-    """Raise QualityGateError naming every failed error-severity check (then `advice`); warn-severity failures pass."""
-    failed = failed_errors(results)
-    if not failed:
-        return
-    named = ", ".join(f"{r.name} on {r.table_name} ({r.failed_rows} rows)" for r in failed)
-    where = f"ds {ds}" if ds is not None else "this run's ds"
-    raise QualityGateError(f"quality gate failed: {named}; see quality_results for {where}" + (f". {advice}" if advice else ""))

@@ -19,7 +19,7 @@ TA-Lib's conventions kept (lookbacks and seeds, with no extra unstable period):
 - OBV: starts at the first bar's volume, then adds or subtracts each bar's volume by the sign of the close's change.
 
 Bar numbers count from each symbol's first bar in the frame: the indicators of a day depend on every bar before
-it, so callers give the symbol's whole stored history (lib.steps.run_indicators does).
+it, so callers give the symbol's whole stored history (lib.running.steps.run_indicators does).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Quick looks without a JVM: a few symbols' monthly arrays read with pyiceberg and exploded in pandas."""
+"""The reader without a JVM: a few symbols' monthly arrays, planned by pyiceberg and read with DuckDB (or pyiceberg),
+exploded into daily rows in pandas; what lib.prices and the dashboard read the lake with."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pandas as pd
 import pyarrow as pa
 from pyiceberg.expressions import And, GreaterThanOrEqual, In, LessThanOrEqual
 
-from lib.catalog import pyiceberg_catalog, run_tag
-from lib.config import RunConfig
-from lib.errors import ConfigError
-from lib.monthly import METRICS, month_start
+from lib.core.errors import ConfigError
+from lib.settings.config import RunConfig
+from lib.storage.catalog import pyiceberg_catalog, run_tag
+from lib.storage.monthly import METRICS, month_start
 
 
 def snapshot_of_run(table, as_of_run: dt.date | None) -> int | None:

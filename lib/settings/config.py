@@ -20,14 +20,17 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from lib.errors import ConfigError, DsFormatError, ParameterError, shown_value
-from lib.trading_days import FIRST_SESSION, today_new_york, trading_days
+from lib.core.errors import ConfigError, DsFormatError, ParameterError
+from lib.core.paths import at_workspace
+from lib.core.redaction import shown_value
+from lib.core.trading_days import FIRST_SESSION, today_new_york, trading_days
+from lib.core.vocabulary import ADJUSTMENTS
+from lib.settings.thresholds import CHECK_NAMES, DEFAULT_THRESHOLDS, SEVERITIES, resolve_thresholds
 
 ENVS = ("local", "glue")
 STRATEGIES = ("auto", "grouped", "range", "per_ticker")
-ADJUSTS = ("raw", "split", "total_return")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
-# Iceberg catalog, namespace and branch names: they end up in SQL (quoted too, lib.catalog.quote_identifier).
+# Iceberg catalog, namespace and branch names: they end up in SQL (quoted too, lib.storage.catalog.quote_identifier).
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 IDENTIFIER_HINT = "Names take ASCII letters, digits and _, start with a letter or _, at most 64 characters"
 # A ticker as Polygon spells it, upper-cased: AAPL, BRK.A, I:SPX, X:BTCUSD.
@@ -58,7 +61,7 @@ def parse_ds(value: Any, name: str = "ds") -> dt.date:
     if isinstance(value, dt.date):
         return value
     text = str(value).strip() if value is not None else ""
-    example = f"Example: -p {name} 2024-03-28."
+    example = f"Example: {name} 2024-03-28." if name.startswith("-") else f"Example: -p {name} 2024-03-28."
     if not _DATE_RE.match(text):
         raise DsFormatError(name, value, "YYYY-MM-DD", example)
     try:
@@ -298,6 +301,8 @@ def _comma_kinds(name: str, field: str, value: Any, kinds: tuple[str, ...]) -> s
 
 
 def _defects(name: str, field: str, value: Any) -> str:
+    # Here, not at the top: lib.simulator's package loads its data model and feed (0.3 s), wanted only when a run
+    # names simulator defects.
     from lib.simulator.faults import DEFECT_KINDS
 
     items = value.split(",") if isinstance(value, str) else value
@@ -318,7 +323,7 @@ def _defects(name: str, field: str, value: Any) -> str:
 
 
 def _fault_kinds(name: str, field: str, value: Any) -> str:
-    from lib.simulator.faults import FAULT_KINDS
+    from lib.simulator.faults import FAULT_KINDS  # lazy for the same reason as in _defects
 
     return _comma_kinds(name, field, value, FAULT_KINDS)
 
@@ -372,14 +377,11 @@ def _simulator_options(name: str, value: Any) -> dict:
 
 
 def _quality(name: str, value: Any) -> dict:
-    """Thresholds and severities over lib.quality.DEFAULT_THRESHOLDS: its keys, their types, non-negative."""
+    """Thresholds and severities over lib.settings.thresholds.DEFAULT_THRESHOLDS: its keys, their types, non-negative."""
     example = '{"outlier_z": 6.0}'
     overrides = _mapping(name, value, example)
     if not overrides:
         return {}
-    # Only when there is something to check: lib.quality imports pyspark (no session).
-    from lib.quality import CHECK_NAMES, DEFAULT_THRESHOLDS, SEVERITIES, resolve_thresholds
-
     thresholds = {key: default for key, default in DEFAULT_THRESHOLDS.items() if key != "severity"}
     checked: dict[str, Any] = {}
     for key, item in overrides.items():
@@ -401,7 +403,7 @@ def _quality(name: str, value: Any) -> dict:
             checked[key] = _number(name, item, 0, 1e6, thresholds[key], field=key)
         else:
             checked[key] = item
-    try:  # each threshold's own range (a factor above 1, ...) is lib.quality's to say
+    try:  # each threshold's own range (a factor above 1, ...) is lib.settings.thresholds' to say
         resolve_thresholds(checked)
     except ConfigError as exc:
         raise ParameterError(name, value, "", message=str(exc) if str(exc).startswith(name) else f"{name}: {exc}") from None
@@ -447,7 +449,7 @@ PARAMETER_RULES: dict[str, Callable[[str, Any], Any]] = {
     "lookback_days": lambda n, v: _integer(n, v, 0, 36_500, 365),
     "quality": _quality,
     "simulator_options": _simulator_options,
-    "adjust": lambda n, v: _choice(n, v, ADJUSTS),
+    "adjust": lambda n, v: _choice(n, v, ADJUSTMENTS),
     "wap_branch": _wap_branch,
     "keep_run_tags_days": lambda n, v: _integer(n, v, 1, 36_500, 30),
     "spark_master": _spark_master,
@@ -511,6 +513,11 @@ class RunConfig:
         values["ds"] = parse_ds(params.get("ds"), "ds")
         if values.get("start_ds") is None:
             values["start_ds"] = values["ds"]
+        if values.get("env", "local") == "local" and "://" not in str(values.get("warehouse", "")):
+            # A local run's folders are the workspace's wherever it was started (JupyterLab runs notebooks/, the
+            # runner the repository): relative paths resolve against the workspace root, as the runner always did.
+            values["warehouse"] = str(at_workspace(values.get("warehouse", cls.warehouse)))
+            values["run_dir"] = str(at_workspace(values.get("run_dir") or Path("runs") / str(values["ds"])))
         config = cls(**values)
         config.validate()
         if not config.run_dir:
@@ -558,7 +565,7 @@ class RunConfig:
         return not self.api_base_url
 
     def table(self, name: str) -> str:
-        """Fully qualified Iceberg table name, for messages and the DataFrame API (SQL: lib.catalog.table_identifier)."""
+        """Fully qualified Iceberg table name, for messages and the DataFrame API (SQL: lib.storage.catalog.table_identifier)."""
         return f"{self.catalog}.{self.namespace}.{name}"
 
 
@@ -643,39 +650,3 @@ def _filesystem_of(path: Path) -> str:
         if inside and len(mount_point) >= best:  # the longest match; of equals the last, which shadows the others
             best, found = len(mount_point), line.split(" - ", 1)[1].split()[0]
     return found
-
-
-def cli_value(text: str) -> Any:
-    """A -p value typed as YAML (5, 0.5, true, {"a": 1}), or the text itself when YAML cannot read it: the value
-    is then judged by its parameter's rule, which names it, rather than by the YAML parser's traceback."""
-    if text == "":
-        return ""
-    try:
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError):
-        return text
-
-
-def load_params_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a papermill params YAML file into a dict (it must be a mapping of parameter names)."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeError) as exc:
-        raise ConfigError(
-            f"params file {str(path)!r} cannot be read ({exc}); pass one with -f (e.g. -f params/local.yaml)."
-        ) from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        raise ConfigError(f"{path} is not valid YAML ({str(exc).strip().splitlines()[0]}); fix the file.") from None
-    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
-        raise ConfigError(f"{path} must be a YAML mapping of parameter names to values.")
-    return data
-
-
-def command_line_params(parameters_file: str | os.PathLike, overrides: list[tuple[str, str]]) -> dict[str, Any]:
-    """A command's parameters: its params file, then each `-p NAME VALUE` typed by cli_value (RunConfig judges them)."""
-    params = load_params_file(parameters_file)
-    for name, value in overrides:
-        params[name] = cli_value(value)
-    return params

@@ -1,0 +1,1 @@
+"""Checking the data before it is published: the checks and the gate."""
