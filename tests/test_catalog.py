@@ -162,3 +162,42 @@ def test_run_rollup_maintains_the_monthly_table_after_its_write(spark, warehouse
     after = spark.table(config.table("monthly_stock_prices"))
     assert after.count() == 3 * 7
     assert_df_equality(after, spark.createDataFrame(before, MONTHLY_SCHEMA), ignore_row_order=True)
+
+
+def test_a_day_inside_a_range_runs_file_is_replaced_alone_in_one_commit(spark, config):
+    """A range run writes one file holding several days; re-running one of them (a past day re-run alone) cannot drop
+    that file by the filter, so the write carries the file's other days along: the result is exactly the old days
+    plus the new one, in one commit, and no error blames a concurrent run that never was."""
+    schema = catalog.SCHEMAS["anomalies"]
+    days = [dt.date(2024, 4, d) for d in (1, 2, 3)]
+    backfill = spark.createDataFrame(
+        [(days[-1], symbol, day, "return", 0.1, 9.0, 8.0) for day in days for symbol in ("AAA", "BBB")], schema
+    ).coalesce(1)
+    catalog.replace_rows(spark, config, "anomalies", backfill, "date", days[0], days[-1])
+    table = config.table("anomalies")
+    assert spark.table(f"{table}.files").count() == 1, "the range run's days must share one file for this test"
+    snapshots = catalog.snapshot_count(spark, config, "anomalies")
+
+    rerun = spark.createDataFrame([(days[1], "CCC", days[1], "gap", 0.2, 7.5, 6.0)], schema)
+    catalog.replace_rows(spark, config, "anomalies", rerun, "date", days[1], days[1])
+
+    expected = spark.createDataFrame(
+        [(days[-1], symbol, day, "return", 0.1, 9.0, 8.0) for day in (days[0], days[2]) for symbol in ("AAA", "BBB")]
+        + [(days[1], "CCC", days[1], "gap", 0.2, 7.5, 6.0)],
+        schema,
+    )
+    assert_df_equality(spark.table(table), expected, ignore_row_order=True)
+    assert catalog.snapshot_count(spark, config, "anomalies") == snapshots + 1
+
+    # Again, now that the middle day has a file of its own: the plain overwrite, the same contents.
+    catalog.replace_rows(spark, config, "anomalies", rerun, "date", days[1], days[1])
+    assert_df_equality(spark.table(table), expected, ignore_row_order=True)
+
+
+def test_a_commit_that_still_conflicts_names_what_it_lost_to():
+    from lib.core.errors import CommitConflictError
+
+    moved = str(CommitConflictError("stocks.forecasts", "CommitFailedException: x", latest=(42, "2026-12-06 01:02:03")))
+    assert "snapshot 42 (committed 2026-12-06 01:02:03)" in moved and "run the same ds again" in moved
+    locked = str(CommitConflictError("stocks.forecasts", "SQLITE_BUSY", busy=True))
+    assert "catalog database stayed locked" in locked and "another run committed" not in locked

@@ -62,12 +62,21 @@ class CommitConflictError(WorkspaceError):
     Every write replaces exactly its dates or months, so running the same ds again is safe.
     """
 
-    def __init__(self, table: str, cause: str):
+    def __init__(self, table: str, cause: str, latest: tuple | None = None, busy: bool = False):
+        if busy and latest is None:
+            what = (f"the catalog database stayed locked by another process (a run or a reader writing it) through "
+                    f"this write's retries to {table}")  # fmt: skip
+        elif latest is not None:
+            snapshot_id, committed_at = latest
+            what = (f"{table} moved on while this write was in flight: its latest commit, snapshot {snapshot_id} "
+                    f"(committed {committed_at}), is another writer's, and this write still conflicted with it after "
+                    "its retries")  # fmt: skip
+        else:
+            what = f"another run committed to {table} at the same time and this write still conflicted after its retries"
         super().__init__(
-            f"another run committed to {table} at the same time and this write still conflicted after its retries "
-            f"({cause}). Nothing of this write was committed; run the same ds again (every write is idempotent)."
+            f"{what} ({cause}). Nothing of this write was committed; run the same ds again (every write is idempotent)."
         )
-        self.table = table
+        self.table, self.latest = table, latest
 
 
 class MissingInputError(WorkspaceError):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -220,6 +220,8 @@ def merge_latest(spark: SparkSession, config: RunConfig, name: str, df: DataFram
 
 # Signs that a commit lost a race (another run committed first, or SQLite held the catalog): nothing
 # of the write was committed, and every write here is an idempotent replace, so trying again is safe.
+# Iceberg's overwrite-by-filter can drop only whole data files: not a race, so not retried (replace_rows works around it).
+PARTIAL_FILE_DELETE = "Cannot delete file where some, but not all, rows match filter"
 RETRYABLE_COMMIT_ERRORS = ("CommitFailedException", "ValidationException", "SQLITE_BUSY", "database is locked",
                            "AlreadyExistsException", "already exists")  # fmt: skip
 COMMIT_ATTEMPTS = 5
@@ -235,9 +237,13 @@ def _java_error_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-def with_commit_retry(table: str, write: Callable[[], R]) -> R:
-    """Run a table write, trying again (with jittered backoff) when its commit lost a race with another run."""
-    from py4j.protocol import Py4JJavaError
+def with_commit_retry(table: str, write: Callable[[], R], current_snapshot: Callable[[], tuple | None] | None = None) -> R:
+    """Run a table write, trying again (with jittered backoff) when its commit lost a race with another run.
+
+    When it still loses, the error says what it lost to: the table's latest snapshot (`current_snapshot`, read only
+    then), or a catalog database that stayed locked; never a race that did not happen.
+    """
+    from py4j.protocol import Py4JJavaError  # pyspark's own dependency; the JVM's errors arrive as these
     from pyspark.errors import AnalysisException
 
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -245,11 +251,18 @@ def with_commit_retry(table: str, write: Callable[[], R]) -> R:
             return write()
         except (Py4JJavaError, AnalysisException) as exc:
             text = _java_error_text(exc)
-            if not any(marker in text for marker in RETRYABLE_COMMIT_ERRORS):
+            if PARTIAL_FILE_DELETE in text or not any(marker in text for marker in RETRYABLE_COMMIT_ERRORS):
                 raise
             if attempt == COMMIT_ATTEMPTS:
                 cause = next(line for line in text.splitlines() if any(m in line for m in RETRYABLE_COMMIT_ERRORS))
-                raise CommitConflictError(table, cause.strip()[:300]) from None
+                latest = None
+                if current_snapshot is not None:
+                    try:
+                        latest = current_snapshot()
+                    except Exception:  # the message loses a detail; the error stays the same
+                        latest = None
+                busy = "SQLITE_BUSY" in text or "database is locked" in text
+                raise CommitConflictError(table, cause.strip()[:300], latest=latest, busy=busy) from None
             time.sleep(random.uniform(0.5, 2.0) * attempt)
     raise AssertionError("unreachable")
 
@@ -431,20 +444,74 @@ def conform(df: DataFrame, name: str) -> DataFrame:
     return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
+def _between(column: str, start: dt.date, end: dt.date) -> Column:
+    return (F.col(column) >= F.lit(start)) & (F.col(column) <= F.lit(end))
+
+
 def replace_rows(
     spark: SparkSession, config: RunConfig, name: str, df: DataFrame, column: str, start: dt.date, end: dt.date
 ) -> None:
     """Atomically replace every row with `column` between start and end (inclusive) by `df`: one commit.
 
-    Rows of `df` outside the range are refused, so a write can never touch data it did not replace.
+    Rows of `df` outside the range are refused, so a write can never touch data it did not replace. Whatever files
+    earlier writes left: when a data file holds rows on both sides of the range (a range run's file, replaced for
+    one of its days), Iceberg cannot drop it by the filter alone, so the write takes the rows of such files that it
+    keeps along and replaces a range that holds them whole (`_whole_file_range`), still in one commit.
     """
     conformed = conform(df, name)
-    condition = (F.col(column) >= F.lit(start)) & (F.col(column) <= F.lit(end))
-    outside = conformed.filter(~condition | F.col(column).isNull()).limit(1).count()
+    outside = conformed.filter(~_between(column, start, end) | F.col(column).isNull()).limit(1).count()
     if outside:
         raise ValueError(f"refusing to write {name}: rows with {column} outside {start}..{end}")
     target = _write_identifier(conformed.sparkSession, config, name)
-    with_commit_retry(name, lambda: conformed.writeTo(target).overwrite(condition))
+
+    def write() -> None:
+        from py4j.protocol import Py4JJavaError  # pyspark's own dependency; the JVM's errors arrive as these
+
+        try:
+            conformed.writeTo(target).overwrite(_between(column, start, end))
+        except Py4JJavaError as exc:
+            if PARTIAL_FILE_DELETE not in _java_error_text(exc):
+                raise
+            low, high = _whole_file_range(spark, target, column, start, end)
+            kept = spark.table(target).filter(_between(column, low, high) & ~_between(column, start, end))
+            rows = conformed.unionByName(conform(kept, name).localCheckpoint())
+            rows.writeTo(target).overwrite(_between(column, low, high))
+
+    with_commit_retry(name, write, current_snapshot=lambda: _current_snapshot(spark, target))
+
+
+def _whole_file_range(spark: SparkSession, target: str, column: str, start: dt.date, end: dt.date) -> tuple:
+    """The smallest range around start..end whose data files lie wholly inside it: widened to the span of every file
+    it touches until no file crosses its edges. Reads only `column` (and the file each row is in)."""
+    low, high = start, end
+    while True:
+        spans = (
+            spark.table(target).select("_file", column)
+            .groupBy("_file")
+            .agg(F.min(column).alias("low"), F.max(column).alias("high"))
+            .filter((F.col("high") >= F.lit(low)) & (F.col("low") <= F.lit(high)))
+            .agg(F.min("low").alias("low"), F.max("high").alias("high"))
+            .first()
+        )  # fmt: skip
+        if spans is None or spans.low is None:
+            return low, high
+        wider = (min(low, spans.low), max(high, spans.high))
+        if wider == (low, high):
+            return low, high
+        low, high = wider
+
+
+def _current_snapshot(spark: SparkSession, target: str):
+    """The latest snapshot of a table (or of the branch `target` names): (id, committed_at), or None."""
+    table, _, ref = target.rpartition(".`branch_")
+    ref = ref.rstrip("`") if table else "main"
+    base = table or target
+    row = (
+        spark.sql(f"SELECT s.snapshot_id, s.committed_at FROM {base}.refs r JOIN {base}.snapshots s "
+                  f"ON r.snapshot_id = s.snapshot_id WHERE r.name = '{ref}'")  # fmt: skip
+        .first()
+    )
+    return (row.snapshot_id, row.committed_at) if row else None
 
 
 def overwrite_partitions(config: RunConfig, name: str, df: DataFrame) -> None:
