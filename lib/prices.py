@@ -247,7 +247,9 @@ def read(
 
     Reads the monthly arrays (lib.quicklook) and corporate_actions through pyiceberg. Under `total_return` the
     arrays are read on past `end` to the last relevant ex-date, for the closes before it. The warnings about the
-    actions left out are logged and kept in the frame's attrs["warnings"].
+    actions left out, and one per symbol without a bar in the span (naming it, and whether the warehouse has the
+    symbol at all), are logged and kept in the frame's attrs["warnings"]; attrs["unknown_symbols"] lists the
+    symbols the warehouse has no prices of on any day.
     """
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
@@ -275,12 +277,33 @@ def read(
         ) from exc
     factors, more = factor_table(usable, daily, adjust)
     warnings += more
-    _report(warnings)
     adjusted = adjust_daily(daily, factors)
     in_range = adjusted[(adjusted["date"] >= start) & (adjusted["date"] <= end)]
     result = in_range.loc[:, list(COLUMNS)].sort_values(["symbol", "date"]).reset_index(drop=True)
+    without_bars = [s for s in symbols if s not in set(result["symbol"])]
+    unknown = _symbols_without_prices(config, without_bars, as_of_run)
+    where = f"{config.namespace}.monthly_stock_prices of the warehouse {config.warehouse}"
+    for symbol in without_bars:
+        if symbol in unknown:
+            warnings.append(f"{symbol}: no prices on any day in {where}: check the ticker")
+        else:
+            warnings.append(f"{symbol}: no bar from {start} to {end} (its prices lie outside that span): widen the span")
+    _report(warnings)
     result.attrs["warnings"] = warnings
+    result.attrs["unknown_symbols"] = unknown
     return result
+
+
+def _symbols_without_prices(config: RunConfig, symbols: list[str], as_of_run: dt.date | None) -> list[str]:
+    """Those of `symbols` that monthly_stock_prices holds no row of, on any day (read only when some are asked)."""
+    from lib import quicklook
+
+    if not symbols:
+        return []
+    table = pyiceberg_catalog(config).load_table(f"{config.namespace}.monthly_stock_prices")
+    present = quicklook.scan_symbols(table, symbols, ("symbol",), quicklook.snapshot_of_run(table, as_of_run))
+    found = set(present.column("symbol").to_pylist())
+    return [s for s in symbols if s not in found]
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,15 +404,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     args = parser.parse_args(argv)
     try:
-        args.start, args.end = parse_ds(args.start, "--start"), parse_ds(args.end, "--end")
-        args.as_of = parse_ds(args.as_of, "--as-of") if args.as_of is not None else None
-        args.as_of_run = parse_ds(args.as_of_run, "--as-of-run") if args.as_of_run is not None else None
+        args.start, args.end = _date_option(args.start, "--start"), _date_option(args.end, "--end")
+        args.as_of = _date_option(args.as_of, "--as-of") if args.as_of is not None else None
+        args.as_of_run = _date_option(args.as_of_run, "--as-of-run") if args.as_of_run is not None else None
         if args.start > args.end:
             raise ConfigError(f"--start ({args.start}) is after --end ({args.end})")
         args.config = _config(args)
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
     return args
+
+
+def _date_option(value: str, option: str) -> dt.date:
+    """A YYYY-MM-DD option; the error's example is the option itself (parse_ds's speaks of -p parameters)."""
+    try:
+        return parse_ds(value, option)
+    except ConfigError as exc:  # a DsFormatError: it names what was expected and shows the value
+        raise ConfigError(f"{option} must be {exc.expected}, got {exc.shown}. Example: {option} 2024-03-28.") from exc
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -412,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except WorkspaceError as exc:
         print(f"python -m lib.prices: error: {exc}", file=sys.stderr)
+        return 1
+    # Each symbol without a bar is named on stderr already (the warnings); none of them known at all is an error.
+    if frame.empty and len(frame.attrs["unknown_symbols"]) == len({s.strip().upper() for s in args.symbols if s.strip()}):
+        print(f"python -m lib.prices: error: the warehouse has no prices of {', '.join(frame.attrs['unknown_symbols'])}: "
+              "check the tickers (python -m lib.dashboard lists the warehouse's symbols)", file=sys.stderr)  # fmt: skip
         return 1
     frame.to_csv(sys.stdout, index=False, columns=list(COLUMNS), lineterminator="\n")
     return 0

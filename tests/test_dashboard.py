@@ -160,11 +160,17 @@ def stop(server) -> None:
 
 
 @pytest.fixture(scope="module")
-def dashboard(lake, tmp_path_factory):
+def dashboard_and_log(lake, tmp_path_factory):
+    """The module's dashboard: its base URL and the file its output (the log) goes to."""
     log = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
     server, base = start_dashboard(lake["warehouse"], log)
-    yield base
+    yield base, log
     stop(server)
+
+
+@pytest.fixture(scope="module")
+def dashboard(dashboard_and_log):
+    return dashboard_and_log[0]
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +307,107 @@ def test_bad_url_input_gets_a_clear_message(page, dashboard, query, says):
     assert says in message.inner_text()
     assert "Traceback" not in page.content()
     assert page.get_by_test_id("symbol-picker").is_visible()  # the controls stay, to fix the view
+
+
+@e2e
+@pytest.mark.parametrize(
+    "query, says",
+    [
+        ("start=0001-01-01", "start must be a day from 2000-01-03 to "),
+        ("start=2000-01-02&end=2024-02-01", "start must be a day from 2000-01-03 to "),
+        ("end=0001-07-01", "end must be a day from 2000-01-03 to "),
+        ("start=2024-01-02&end=9999-12-31", "end must be a day from 2000-01-03 to "),
+    ],
+)
+def test_dates_outside_the_calendar_are_refused_on_the_api(dashboard, lake, query, says):
+    api = requests.get(f"{dashboard}api/view?symbol={lake['symbol']}&{query}", timeout=30)
+    assert api.status_code == 400 and api.headers["Content-Type"].startswith("application/json")
+    assert says in api.json()["error"] and "(the NYSE calendar this dashboard knows)" in api.json()["error"]
+
+
+@e2e
+def test_a_date_outside_the_calendar_is_a_clear_page(page, dashboard, lake):
+    page.allowed.append("status of 400")
+    response = page.goto(f"{dashboard}?symbol={lake['symbol']}&start=0001-01-01")
+    assert response.status == 400
+    message = page.get_by_test_id("error").inner_text()
+    assert "start must be a day from 2000-01-03 to " in message and "got '0001-01-01'" in message
+    assert "OverflowError" not in page.content() and page.get_by_test_id("start").input_value() == "0001-01-01"
+
+
+@e2e
+def test_only_loopback_host_names_are_answered(dashboard):
+    port = dashboard.rsplit(":", 1)[1].strip("/")
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+        assert requests.get(f"{dashboard}api/view", headers={"Host": host}, timeout=30).status_code == 200, host
+    # DNS rebinding: a hostile page's own name resolved to 127.0.0.1 after the browser loaded the page.
+    for host in (f"rebind.example:{port}", "rebind.example", f"127.0.0.1:{int(port) + 1}", f"127.0.0.1.nip.io:{port}"):
+        for path in ("", "api/view", "no-such-page"):
+            refused = requests.get(f"{dashboard}{path}", headers={"Host": host}, timeout=30)
+            assert refused.status_code == 421, (host, path)
+            assert f"answers only to Host 127.0.0.1:{port} or localhost:{port}" in refused.text
+            assert "symbol" not in refused.text  # nothing of the warehouse
+
+
+@e2e
+def test_every_response_carries_the_security_headers(dashboard, lake):
+    from lib.dashboard.page import PLOTLY_URL, SCRIPT_URL
+
+    port = dashboard.rsplit(":", 1)[1].strip("/")
+    responses = {
+        "page": requests.get(dashboard, timeout=30),
+        "refused page": requests.get(f"{dashboard}?symbol=NOSUCH", timeout=30),
+        "api": requests.get(f"{dashboard}api/view", timeout=30),
+        "plotly.js": requests.get(f"{dashboard}{PLOTLY_URL[1:]}", timeout=30),
+        "page script": requests.get(f"{dashboard}{SCRIPT_URL[1:]}", timeout=30),
+        "not found": requests.get(f"{dashboard}no-such-page", timeout=30),
+        "wrong host": requests.get(dashboard, headers={"Host": f"rebind.example:{port}"}, timeout=30),
+    }
+    assert [r.status_code for r in responses.values()] == [200, 400, 200, 200, 200, 404, 421]
+    for name, response in responses.items():
+        policy = response.headers.get("Content-Security-Policy", "")
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-eval" not in policy, name
+        assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0], name
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", name
+        assert response.headers.get("Referrer-Policy") == "no-referrer", name
+    assert "<script>" not in responses["page"].text  # no inline script for the policy to block
+
+
+@e2e
+def test_the_page_cannot_be_framed(page, dashboard):
+    page.allowed += ["Refused to frame", "frame-ancestors"]  # Chromium's own report of the refusal
+    page.set_content(f'<iframe id="framed" src="{dashboard}" width="600" height="400"></iframe>')
+    page.wait_for_timeout(1500)
+    framed = page.frame_locator("#framed")
+    assert framed.locator("[data-testid=symbol]").count() == 0
+
+
+@e2e
+def test_client_errors_are_one_log_line_never_a_traceback(dashboard_and_log, lake):
+    import socket as sockets
+
+    dashboard, log = dashboard_and_log
+    port = int(dashboard.rsplit(":", 1)[1].strip("/"))
+    before = log.read_text()
+    statuses = [
+        requests.get(f"{dashboard}?symbol={lake['symbol']}&start=0001-01-01", timeout=30).status_code,
+        requests.get(f"{dashboard}api/view?end=0001-01-01", timeout=30).status_code,
+        requests.get(f"{dashboard}?x={'A' * 9000}", timeout=30).status_code,  # a request line over 8 KB
+        requests.get(dashboard, headers={"X-Filler": "B" * 9000}, timeout=30).status_code,  # a header over 8 KB
+    ]
+    with sockets.create_connection(("127.0.0.1", port), timeout=30) as raw:  # not HTTP at all
+        raw.sendall(b"\x16\x03\x01 not http\r\n\r\n")
+        raw.recv(1000)
+    assert statuses[:2] == [400, 400] and all(400 <= s < 500 for s in statuses[2:]), statuses
+    deadline = time.monotonic() + 5
+    while log.read_text().count("\n") - before.count("\n") < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    written = log.read_text()[len(before) :]
+    assert "Traceback" not in written and "OverflowError" not in written, written[:3000]
+    lines = written.splitlines()
+    assert 4 <= len(lines) <= 5, lines  # one line per client error (the non-HTTP bytes may be logged at debug only)
+    assert all(len(line) < 600 for line in lines), [len(line) for line in lines]
+    assert sum("LineTooLong" in line for line in lines) == 2, lines
 
 
 @e2e
