@@ -480,3 +480,42 @@ def test_page_of_a_hand_made_view():
     spec = figure(view)
     assert [t["name"] for t in spec["data"]] == ["ABC", "MA 20", "MA 50", "volume"]  # no indicator panels
     assert spec["data"][1]["y"] == [None, None] and spec["layout"]["shapes"][0]["x0"] == "2024-01-03"
+
+
+def test_page_escapes_every_value_it_shows():
+    """Ticker names, notes, quality details and a refused URL's values reach the page as text, never as markup."""
+    import html as html_module
+    import json
+    import re
+
+    from lib.dashboard.data import TREND_COLUMNS, Universe, View, ViewRequest, _empty
+    from lib.dashboard.page import figure, render_message, render_view
+
+    hostile = '"><script>alert(1)</script><img src=x onerror=alert(2)></div>'
+    days = [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
+    bars = pd.DataFrame({"symbol": "ABC", "date": days, "open": [10.0, 11.0], "high": [11.0, 12.0], "low": [9.0, 10.0],
+                         "close": [10.5, 11.5], "volume": [100.0, 200.0], "vwap": [10.2, 11.1],
+                         "ma_20": [None, None], "ma_50": [None, None]})  # fmt: skip
+    anomalies = pd.DataFrame([{"date": days[1], "kind": hostile, "value": 1.0, "score": 4.0, "threshold": 3.0}])
+    actions = pd.DataFrame([{"action_type": "dividend", "ex_date": days[1], "split_from": None, "split_to": None,
+                             "cash_amount": 0.25, "currency": hostile, "pay_date": None, "source_id": hostile}])  # fmt: skip
+    quality = pd.DataFrame([{"ds": days[1], "table_name": hostile, "check_name": hostile, "severity": "error",
+                             "status": hostile, "failed_rows": 1, "details": hostile}])  # fmt: skip
+    universe = Universe(pd.DataFrame({"ticker": ["ABC"], "name": [hostile]}), days[0], days[1], "ABC", 1)
+    view = View(ViewRequest("ABC", days[0], days[1], "split"), bars, _empty(["symbol", "date"]), anomalies, actions,
+                _empty(TREND_COLUMNS), quality, [], [hostile])  # fmt: skip
+    pages = {
+        "view": render_view(universe, view),
+        "refused": render_message(
+            hostile, hostile, universe, {"symbol": hostile, "start": hostile, "end": hostile, "adjust": hostile}
+        ),  # fmt: skip
+        "no warehouse": render_message("No data yet", hostile),
+    }
+    for name, page in pages.items():
+        scripts = re.findall(r"<script[^>]*>", page)  # plotly.js and the page's script, nothing inline
+        assert len(scripts) == 2 and all(tag.startswith('<script src="/static/') for tag in scripts), (name, scripts)
+        assert "<img" not in page and "</div></div>" not in page and "&lt;script&gt;alert(1)" in page, name
+    assert pages["view"].count("&lt;script&gt;alert(1)") >= 8  # name, notes, quality, anomalies, actions, datalist
+    assert pages["refused"].count("&lt;script&gt;alert(1)") >= 5  # title, message, and the form's echoed values
+    embedded = re.search(r'data-figure="([^"]*)"', pages["view"]).group(1)
+    assert json.loads(html_module.unescape(embedded)) == json.loads(json.dumps(figure(view)))
