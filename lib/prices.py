@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     except WorkspaceError as exc:
         print(f"python -m lib.prices: error: {exc}", file=sys.stderr)
         return 1
+    # Each symbol without a bar is named on stderr already (the warnings); none of them known at all is an error.
+    if frame.empty and len(frame.attrs["unknown_symbols"]) == len({s.strip().upper() for s in args.symbols if s.strip()}):
+        print(f"python -m lib.prices: error: the warehouse has no prices of {', '.join(frame.attrs['unknown_symbols'])}: "
+              "check the tickers (python -m lib.dashboard lists the warehouse's symbols)", file=sys.stderr)  # fmt: skip
+        return 1
     frame.to_csv(sys.stdout, index=False, columns=list(COLUMNS), lineterminator="\n")
     return 0
 

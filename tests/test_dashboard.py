@@ -161,11 +161,17 @@ def stop(server) -> None:
 
 
 @pytest.fixture(scope="module")
-def dashboard(lake, tmp_path_factory):
+def dashboard_and_log(lake, tmp_path_factory):
+    """The module's dashboard: its base URL and the file its output (the log) goes to."""
     log = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
     server, base = start_dashboard(lake["warehouse"], log)
-    yield base
+    yield base, log
     stop(server)
+
+
+@pytest.fixture(scope="module")
+def dashboard(dashboard_and_log):
+    return dashboard_and_log[0]
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +311,107 @@ def test_bad_url_input_gets_a_clear_message(page, dashboard, query, says):
 
 
 @e2e
+@pytest.mark.parametrize(
+    "query, says",
+    [
+        ("start=0001-01-01", "start must be a day from 2000-01-03 to "),
+        ("start=2000-01-02&end=2024-02-01", "start must be a day from 2000-01-03 to "),
+        ("end=0001-07-01", "end must be a day from 2000-01-03 to "),
+        ("start=2024-01-02&end=9999-12-31", "end must be a day from 2000-01-03 to "),
+    ],
+)
+def test_dates_outside_the_calendar_are_refused_on_the_api(dashboard, lake, query, says):
+    api = requests.get(f"{dashboard}api/view?symbol={lake['symbol']}&{query}", timeout=30)
+    assert api.status_code == 400 and api.headers["Content-Type"].startswith("application/json")
+    assert says in api.json()["error"] and "(the NYSE calendar this dashboard knows)" in api.json()["error"]
+
+
+@e2e
+def test_a_date_outside_the_calendar_is_a_clear_page(page, dashboard, lake):
+    page.allowed.append("status of 400")
+    response = page.goto(f"{dashboard}?symbol={lake['symbol']}&start=0001-01-01")
+    assert response.status == 400
+    message = page.get_by_test_id("error").inner_text()
+    assert "start must be a day from 2000-01-03 to " in message and "got '0001-01-01'" in message
+    assert "OverflowError" not in page.content() and page.get_by_test_id("start").input_value() == "0001-01-01"
+
+
+@e2e
+def test_only_loopback_host_names_are_answered(dashboard):
+    port = dashboard.rsplit(":", 1)[1].strip("/")
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+        assert requests.get(f"{dashboard}api/view", headers={"Host": host}, timeout=30).status_code == 200, host
+    # DNS rebinding: a hostile page's own name resolved to 127.0.0.1 after the browser loaded the page.
+    for host in (f"rebind.example:{port}", "rebind.example", f"127.0.0.1:{int(port) + 1}", f"127.0.0.1.nip.io:{port}"):
+        for path in ("", "api/view", "no-such-page"):
+            refused = requests.get(f"{dashboard}{path}", headers={"Host": host}, timeout=30)
+            assert refused.status_code == 421, (host, path)
+            assert f"answers only to Host 127.0.0.1:{port} or localhost:{port}" in refused.text
+            assert "symbol" not in refused.text  # nothing of the warehouse
+
+
+@e2e
+def test_every_response_carries_the_security_headers(dashboard, lake):
+    from lib.dashboard.page import PLOTLY_URL, SCRIPT_URL
+
+    port = dashboard.rsplit(":", 1)[1].strip("/")
+    responses = {
+        "page": requests.get(dashboard, timeout=30),
+        "refused page": requests.get(f"{dashboard}?symbol=NOSUCH", timeout=30),
+        "api": requests.get(f"{dashboard}api/view", timeout=30),
+        "plotly.js": requests.get(f"{dashboard}{PLOTLY_URL[1:]}", timeout=30),
+        "page script": requests.get(f"{dashboard}{SCRIPT_URL[1:]}", timeout=30),
+        "not found": requests.get(f"{dashboard}no-such-page", timeout=30),
+        "wrong host": requests.get(dashboard, headers={"Host": f"rebind.example:{port}"}, timeout=30),
+    }
+    assert [r.status_code for r in responses.values()] == [200, 400, 200, 200, 200, 404, 421]
+    for name, response in responses.items():
+        policy = response.headers.get("Content-Security-Policy", "")
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-eval" not in policy, name
+        assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0], name
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", name
+        assert response.headers.get("Referrer-Policy") == "no-referrer", name
+    assert "<script>" not in responses["page"].text  # no inline script for the policy to block
+
+
+@e2e
+def test_the_page_cannot_be_framed(page, dashboard):
+    page.allowed += ["Refused to frame", "frame-ancestors"]  # Chromium's own report of the refusal
+    page.set_content(f'<iframe id="framed" src="{dashboard}" width="600" height="400"></iframe>')
+    page.wait_for_timeout(1500)
+    framed = page.frame_locator("#framed")
+    assert framed.locator("[data-testid=symbol]").count() == 0
+
+
+@e2e
+def test_client_errors_are_one_log_line_never_a_traceback(dashboard_and_log, lake):
+    import socket as sockets
+
+    dashboard, log = dashboard_and_log
+    port = int(dashboard.rsplit(":", 1)[1].strip("/"))
+    before = log.read_text()
+    statuses = [
+        requests.get(f"{dashboard}?symbol={lake['symbol']}&start=0001-01-01", timeout=30).status_code,
+        requests.get(f"{dashboard}api/view?end=0001-01-01", timeout=30).status_code,
+        requests.get(f"{dashboard}?x={'A' * 9000}", timeout=30).status_code,  # a request line over 8 KB
+        requests.get(dashboard, headers={"X-Filler": "B" * 9000}, timeout=30).status_code,  # a header over 8 KB
+    ]
+    with sockets.create_connection(("127.0.0.1", port), timeout=30) as raw:  # not HTTP at all
+        raw.sendall(b"\x16\x03\x01 not http\r\n\r\n")
+        raw.recv(1000)
+    assert statuses[:2] == [400, 400] and all(400 <= s < 500 for s in statuses[2:]), statuses
+    deadline = time.monotonic() + 5
+    while log.read_text().count("\n") - before.count("\n") < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    written = log.read_text()[len(before) :]
+    assert "Traceback" not in written and "OverflowError" not in written, written[:3000]
+    lines = written.splitlines()
+    assert 4 <= len(lines) <= 5, lines  # one line per client error (the non-HTTP bytes may be logged at debug only)
+    assert all(len(line) < 600 for line in lines), [len(line) for line in lines]
+    assert sum("LineTooLong" in line for line in lines) == 2, lines
+
+
+@e2e
 def test_missing_warehouse_says_run_make_run(page, tmp_path):
     server, base = start_dashboard(tmp_path / "no-warehouse", tmp_path / "dashboard.log")
     try:
@@ -374,3 +481,42 @@ def test_page_of_a_hand_made_view():
     spec = figure(view)
     assert [t["name"] for t in spec["data"]] == ["ABC", "MA 20", "MA 50", "volume"]  # no indicator panels
     assert spec["data"][1]["y"] == [None, None] and spec["layout"]["shapes"][0]["x0"] == "2024-01-03"
+
+
+def test_page_escapes_every_value_it_shows():
+    """Ticker names, notes, quality details and a refused URL's values reach the page as text, never as markup."""
+    import html as html_module
+    import json
+    import re
+
+    from lib.dashboard.data import TREND_COLUMNS, Universe, View, ViewRequest, _empty
+    from lib.dashboard.page import figure, render_message, render_view
+
+    hostile = '"><script>alert(1)</script><img src=x onerror=alert(2)></div>'
+    days = [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
+    bars = pd.DataFrame({"symbol": "ABC", "date": days, "open": [10.0, 11.0], "high": [11.0, 12.0], "low": [9.0, 10.0],
+                         "close": [10.5, 11.5], "volume": [100.0, 200.0], "vwap": [10.2, 11.1],
+                         "ma_20": [None, None], "ma_50": [None, None]})  # fmt: skip
+    anomalies = pd.DataFrame([{"date": days[1], "kind": hostile, "value": 1.0, "score": 4.0, "threshold": 3.0}])
+    actions = pd.DataFrame([{"action_type": "dividend", "ex_date": days[1], "split_from": None, "split_to": None,
+                             "cash_amount": 0.25, "currency": hostile, "pay_date": None, "source_id": hostile}])  # fmt: skip
+    quality = pd.DataFrame([{"ds": days[1], "table_name": hostile, "check_name": hostile, "severity": "error",
+                             "status": hostile, "failed_rows": 1, "details": hostile}])  # fmt: skip
+    universe = Universe(pd.DataFrame({"ticker": ["ABC"], "name": [hostile]}), days[0], days[1], "ABC", 1)
+    view = View(ViewRequest("ABC", days[0], days[1], "split"), bars, _empty(["symbol", "date"]), anomalies, actions,
+                _empty(TREND_COLUMNS), quality, [], [hostile])  # fmt: skip
+    pages = {
+        "view": render_view(universe, view),
+        "refused": render_message(
+            hostile, hostile, universe, {"symbol": hostile, "start": hostile, "end": hostile, "adjust": hostile}
+        ),  # fmt: skip
+        "no warehouse": render_message("No data yet", hostile),
+    }
+    for name, page in pages.items():
+        scripts = re.findall(r"<script[^>]*>", page)  # plotly.js and the page's script, nothing inline
+        assert len(scripts) == 2 and all(tag.startswith('<script src="/static/') for tag in scripts), (name, scripts)
+        assert "<img" not in page and "</div></div>" not in page and "&lt;script&gt;alert(1)" in page, name
+    assert pages["view"].count("&lt;script&gt;alert(1)") >= 8  # name, notes, quality, anomalies, actions, datalist
+    assert pages["refused"].count("&lt;script&gt;alert(1)") >= 5  # title, message, and the form's echoed values
+    embedded = re.search(r'data-figure="([^"]*)"', pages["view"]).group(1)
+    assert json.loads(html_module.unescape(embedded)) == json.loads(json.dumps(figure(view)))

@@ -320,6 +320,10 @@ def test_cli_prints_csv(config, capsys):
     ("argv", "message"),
     [
         (["SPLT", "--start", "2024/03/11", "--end", "2024-03-12"], "--start must be YYYY-MM-DD, got '2024/03/11'"),
+        (
+            ["SPLT", "--start", "2024-03-11", "--end", "2024-3-12"],
+            "--end must be YYYY-MM-DD, got '2024-3-12'. Example: --end 2024-03-28.",
+        ),
         (["SPLT", "--start", "2024-03-12", "--end", "2024-03-11"], "--start (2024-03-12) is after --end (2024-03-11)"),
         (["SPLT", "--start", "2024-03-11", "--end", "2024-03-12", "--adjust", "dividend"], "invalid choice: 'dividend'"),
         (["--start", "2024-03-11", "--end", "2024-03-12"], "the following arguments are required: SYMBOL"),
@@ -338,3 +342,52 @@ def test_cli_warehouse_without_a_catalog_exits_2(tmp_path, capsys):
     assert code == 2
     assert f"no Iceberg catalog at {tmp_path / 'catalog.db'}" in capsys.readouterr().err
     assert not (tmp_path / "catalog.db").exists()
+
+
+def test_cli_names_the_symbols_without_bars(config, capsys, caplog):
+    code = prices.main(["SPLT", "NOPE", "frst", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse",
+                        config.warehouse, "-p", "namespace", "prices"])  # fmt: skip
+    assert code == 0  # SPLT has bars
+    assert [line.split(",")[0] for line in capsys.readouterr().out.splitlines()] == ["symbol", "SPLT", "SPLT"]
+    said = [r.getMessage() for r in caplog.records if r.name == "lib.prices"]
+    assert said == [
+        "FRST: no bar from 2024-03-11 to 2024-03-12 (its prices lie outside that span): widen the span",
+        f"NOPE: no prices on any day in prices.monthly_stock_prices of the warehouse {config.warehouse}: check the ticker",
+    ]
+
+
+def test_cli_exits_1_when_no_symbol_is_known(config):
+    """As a user runs it: its own process, so the warnings reach stderr through the command's logging set-up."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "lib.prices", "NOPE", "nada", "--start", "2024-03-11", "--end", "2024-03-12",
+         "-p", "warehouse", config.warehouse, "-p", "namespace", "prices"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert run.stdout == ""
+    assert "lib.prices: NADA: no prices on any day in prices.monthly_stock_prices" in run.stderr
+    assert "lib.prices: NOPE: no prices on any day" in run.stderr
+    assert "python -m lib.prices: error: the warehouse has no prices of NADA, NOPE: check the tickers" in run.stderr
+
+
+def test_cli_known_symbol_outside_its_span_is_an_empty_csv(config, capsys, caplog):
+    code = prices.main(["FRST", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse", config.warehouse,
+                        "-p", "namespace", "prices"])  # fmt: skip
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == ["symbol,date,open,high,low,close,volume,vwap"]
+    assert "FRST: no bar from 2024-03-11 to 2024-03-12" in caplog.text
+
+
+def test_read_warns_of_the_symbols_without_bars(config):
+    frame = prices.read(config, ["SPLT", "NOPE", "FRST"], D(2024, 3, 11), D(2024, 3, 12), adjust="raw")
+    assert set(frame["symbol"]) == {"SPLT"}
+    assert frame.attrs["unknown_symbols"] == ["NOPE"]
+    assert frame.attrs["warnings"] == [
+        "FRST: no bar from 2024-03-11 to 2024-03-12 (its prices lie outside that span): widen the span",
+        f"NOPE: no prices on any day in prices.monthly_stock_prices of the warehouse {config.warehouse}: check the ticker",
+    ]
+    complete = prices.read(config, ["SPLT"], D(2024, 3, 11), D(2024, 3, 12), adjust="raw")
+    assert complete.attrs["warnings"] == [] and complete.attrs["unknown_symbols"] == []

@@ -278,6 +278,33 @@ def test_run_report_puts_failed_quality_checks_first(tmp_path):
     assert page.index("<h2>Quality</h2>") < page.index("<h2>Notebooks</h2>")
 
 
+def test_run_report_and_index_escape_every_value(tmp_path):
+    """Text from the API, the warehouse or an exception lands in the reports: none of it may become markup."""
+    hostile = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    checks = [{"check_name": hostile, "table_name": hostile, "severity": "error", "status": "fail", "failed_rows": 1234,
+               "details": hostile}]  # fmt: skip
+    rec = {
+        "status": hostile, "mode": hostile, "market_days": hostile, "finished_at": hostile, "seconds": 2.0,
+        "parameters": {"ds": MONDAY, "start_ds": hostile},
+        "notebooks": [{"notebook": hostile, "status": "failed", "seconds": 1.0, "error": hostile}],
+        "quality": {"checks_run": 1, "failed": 1, "failed_errors": 1, "checks": checks},
+        "tables": {hostile: {"run_rows": 5, "total_rows": 1_000_000}}, "calls": {"total": 7, "strategy": hostile},
+        "figures": [f"01_{hostile}.png"], "versions": {hostile: hostile},
+    }  # fmt: skip
+    run_dir = tmp_path / MONDAY
+    run_dir.mkdir()
+    page = report.write_run_report(run_dir, rec).read_text()
+    (run_dir / "run.json").write_text(json.dumps(rec))
+    listing = report.write_runs_index(tmp_path).read_text()
+    for html in (page, listing):
+        assert "<script>" not in html and "<img src=x" not in html and 'alt=""><' not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert page.count("&lt;script&gt;alert(1)") >= 12  # every spot: title, heading, meta, quality, notebooks, tables, ...
+    assert '<td class="num">1,234</td>' in page and '<td class="num">1,000,000</td>' in page
+    assert '<img src="figures/01_&#34;&gt;&lt;script&gt;' in page  # inside an attribute, quotes escaped too
+    assert f'<a href="{MONDAY}/index.html">{MONDAY}</a>' in listing
+
+
 # --- real notebooks, per day against one range, and the report in a browser -------------------------------------------
 
 CHROMIUM_FLAGS = [

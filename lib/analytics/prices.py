@@ -242,7 +242,9 @@ def read(
 
     Reads the monthly arrays (lib.storage.lake_reader) and corporate_actions through pyiceberg. Under `total_return` the
     arrays are read on past `end` to the last relevant ex-date, for the closes before it. The warnings about the
-    actions left out are logged and kept in the frame's attrs["warnings"].
+    actions left out, and one per symbol without a bar in the span (naming it, and whether the warehouse has the
+    symbol at all), are logged and kept in the frame's attrs["warnings"]; attrs["unknown_symbols"] lists the
+    symbols the warehouse has no prices of on any day.
     """
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
@@ -268,12 +270,31 @@ def read(
         ) from exc
     factors, more = factor_table(usable, daily, adjust)
     warnings += more
-    _report(warnings)
     adjusted = adjust_daily(daily, factors)
     in_range = adjusted[(adjusted["date"] >= start) & (adjusted["date"] <= end)]
     result = in_range.loc[:, list(COLUMNS)].sort_values(["symbol", "date"]).reset_index(drop=True)
+    without_bars = [s for s in symbols if s not in set(result["symbol"])]
+    unknown = _symbols_without_prices(config, without_bars, as_of_run)
+    where = f"{config.namespace}.monthly_stock_prices of the warehouse {config.warehouse}"
+    for symbol in without_bars:
+        if symbol in unknown:
+            warnings.append(f"{symbol}: no prices on any day in {where}: check the ticker")
+        else:
+            warnings.append(f"{symbol}: no bar from {start} to {end} (its prices lie outside that span): widen the span")
+    _report(warnings)
     result.attrs["warnings"] = warnings
+    result.attrs["unknown_symbols"] = unknown
     return result
+
+
+def _symbols_without_prices(config: RunConfig, symbols: list[str], as_of_run: dt.date | None) -> list[str]:
+    """Those of `symbols` that monthly_stock_prices holds no row of, on any day (read only when some are asked)."""
+    if not symbols:
+        return []
+    table = pyiceberg_catalog(config).load_table(f"{config.namespace}.monthly_stock_prices")
+    present = scan_symbols(table, symbols, ("symbol",), snapshot_of_run(table, as_of_run))
+    found = set(present.column("symbol").to_pylist())
+    return [s for s in symbols if s not in found]
 
 
 # --------------------------------------------------------------------------------------------

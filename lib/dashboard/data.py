@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ import pandas as pd
 
 from lib.analytics import prices
 from lib.core.errors import ConfigError, WorkspaceError
-from lib.core.trading_days import trading_days
+from lib.core.trading_days import FIRST_SESSION, trading_days
+from lib.core.vocabulary import ADJUSTMENTS
 from lib.settings.config import RunConfig, parse_ds
 from lib.storage.catalog import pyiceberg_catalog
 
@@ -218,8 +220,8 @@ class Lake:
         if start > end:
             raise BadRequestError(f"start ({start}) is after end ({end}): start must be on or before end")
         adjust = (query.get("adjust") or "split").strip()
-        if adjust not in prices.ADJUSTMENTS:
-            raise BadRequestError(f"adjust must be one of {', '.join(prices.ADJUSTMENTS)}, got {adjust!r}")
+        if adjust not in ADJUSTMENTS:
+            raise BadRequestError(f"adjust must be one of {', '.join(ADJUSTMENTS)}, got {adjust!r}")
         return ViewRequest(symbol=symbol, start=start, end=end, adjust=adjust)
 
     # -- one view ----------------------------------------------------------------------------
@@ -236,7 +238,7 @@ class Lake:
             history = prices.read(self.config, [symbol], start - dt.timedelta(days=WARMUP_DAYS), end, adjust=request.adjust)
         except ConfigError as exc:
             raise BadRequestError(str(exc)) from exc
-        notes += [f"adjustment: {w}" for w in history.attrs.get("warnings", [])]
+        notes += [f"prices: {w}" for w in history.attrs.get("warnings", [])]
         bars = with_moving_averages(history)
         bars = bars[(bars["date"] >= start) & (bars["date"] <= end)].reset_index(drop=True)
 
@@ -297,14 +299,30 @@ def _as_date(value) -> dt.date:
     return pd.Timestamp(value).date()
 
 
+@functools.lru_cache(maxsize=1)
+def supported_dates() -> tuple[dt.date, dt.date]:
+    """The days a view may start or end on: the NYSE calendar the workspace knows (its first session, 2000-01-03,
+    to its last, about a year ahead). Outside it there are no trading days to show, and the page's own arithmetic
+    (the warm-up read before `start`, the default span before `end`) would leave the range of dates."""
+    return FIRST_SESSION, trading_days(FIRST_SESSION, dt.date.max)[-1]
+
+
 def _date_parameter(query: dict[str, str], name: str, default: dt.date) -> dt.date:
     text = (query.get(name) or "").strip()
     if not text:
         return default
+    shown = text if len(text) <= 40 else text[:40] + "…"
     try:
-        return parse_ds(text, name)
+        day = parse_ds(text, name)
     except ConfigError as exc:
-        raise BadRequestError(f"{name} must be a date YYYY-MM-DD, got {text!r}") from exc
+        raise BadRequestError(f"{name} must be a date YYYY-MM-DD, got {shown!r}") from exc
+    first, last = supported_dates()
+    if not first <= day <= last:
+        raise BadRequestError(
+            f"{name} must be a day from {first} to {last} (the NYSE calendar this dashboard knows), got {shown!r}: "
+            "pick a day in that range"
+        )
+    return day
 
 
 def with_moving_averages(bars: pd.DataFrame, windows=MOVING_AVERAGES) -> pd.DataFrame:

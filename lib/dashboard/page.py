@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
+import functools
+import hashlib
 import json
 import math
+from pathlib import Path
 from urllib.parse import urlencode
 
+import jinja2
 import pandas as pd
 
-from lib.analytics.prices import ADJUSTMENTS
 from lib.core.trading_days import trading_days
+from lib.core.vocabulary import ADJUSTMENTS
 from lib.dashboard.data import MOVING_AVERAGES, Universe, View, ViewRequest
 
 # Quick spans offered next to the date inputs: label, calendar days back from the end of the data (None: all).
 QUICK_SPANS = (("1M", 31), ("3M", 92), ("6M", 182), ("1Y", 366), ("All", None))
 ADJUST_LABELS = {"raw": "as traded", "split": "split-adjusted", "total_return": "total return"}
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"  # beside this module, so that the folder moves with it
 COLORS = {"up": "#26a69a", "down": "#ef5350", "ma_20": "#ff9800", "ma_50": "#3f51b5", "band": "rgba(120,144,156,0.6)",
           "action": "#8e24aa", "anomaly": "#d81b60"}  # fmt: skip
 
@@ -34,10 +39,6 @@ def _number(value, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
-
-
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _values(column: pd.Series) -> list:
@@ -169,133 +170,102 @@ def view_url(request: ViewRequest, **changes) -> str:
     return "/?" + urlencode(values)
 
 
-def _controls(universe: Universe | None, request: ViewRequest | None, query: dict[str, str]) -> str:
-    symbol = request.symbol if request else query.get("symbol", "")
-    start = request.start.isoformat() if request else query.get("start", "")
-    end = request.end.isoformat() if request else query.get("end", "")
-    adjust = request.adjust if request else query.get("adjust", "split")
-    options = ""
+def _controls(universe: Universe | None, request: ViewRequest | None, query: dict[str, str]) -> dict:
+    """The form's values: the view's own, or what the URL held when it was refused (shown back, escaped)."""
+    controls = {
+        "symbol": request.symbol if request else query.get("symbol", ""),
+        "start": request.start.isoformat() if request else query.get("start", ""),
+        "end": request.end.isoformat() if request else query.get("end", ""),
+        "adjust": request.adjust if request else query.get("adjust", "split"),
+        "choices": [(a, ADJUST_LABELS[a]) for a in ADJUSTMENTS],
+        "options": [], "bounds": None, "quick": [],
+    }  # fmt: skip
     if universe is not None:
-        options = "".join(f'<option value="{_e(t)}">{_e(n)}</option>' for t, n in universe.symbols.itertuples(index=False))
-    choices = "".join(
-        f'<option value="{a}"{" selected" if a == adjust else ""}>{a} ({ADJUST_LABELS[a]})</option>' for a in ADJUSTMENTS
-    )
-    quick = ""
+        controls["options"] = list(universe.symbols.itertuples(index=False))
+        controls["bounds"] = (universe.first_date.isoformat(), universe.last_date.isoformat())
     if universe is not None and request is not None:
-        links = []
         for label, days in QUICK_SPANS:
             back = universe.first_date if days is None else universe.last_date - dt.timedelta(days=days)
             first = max(universe.first_date, back)
-            url = view_url(request, start=first.isoformat(), end=universe.last_date.isoformat())
-            links.append(f'<a href="{_e(url)}" data-testid="span-{label}">{label}</a>')
-        quick = f'<span class="quick">{" ".join(links)}</span>'
-    bounds = f' min="{universe.first_date}" max="{universe.last_date}"' if universe is not None else ""
-    return f"""
-<form id="controls" method="get" action="/" autocomplete="off">
-  <label>Symbol <input id="symbol" name="symbol" list="universe" value="{_e(symbol)}" placeholder="search a ticker or name"
-    data-testid="symbol-picker" size="12"></label>
-  <datalist id="universe">{options}</datalist>
-  <label>From <input id="start" type="date" name="start" value="{_e(start)}"{bounds} data-testid="start"></label>
-  <label>To <input id="end" type="date" name="end" value="{_e(end)}"{bounds} data-testid="end"></label>
-  <label>Prices <select id="adjust" name="adjust" data-testid="adjust">{choices}</select></label>
-  <button type="submit" data-testid="show">Show</button>
-  {quick}
-</form>"""
+            controls["quick"].append((label, view_url(request, start=first.isoformat(), end=universe.last_date.isoformat())))
+    return controls
 
 
-def _table(frame: pd.DataFrame, testid: str, empty: str, formats: dict | None = None) -> str:
-    if frame.empty:
-        return f'<p class="empty" data-testid="{testid}">{_e(empty)}</p>'
+def _table(frame: pd.DataFrame, testid: str, empty: str, formats: dict | None = None) -> dict:
+    """A frame as the table macro takes it: column names, and per row (text, css class or None) per cell."""
     formats = formats or {}
-    head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
     rows = []
     for record in frame.itertuples(index=False):
         cells = []
         for column, value in zip(frame.columns, record, strict=True):
             text = formats[column](value) if column in formats else _number(value)
-            css = f' class="{_e(value)}"' if column == "status" else ""
-            cells.append(f"<td{css}>{_e(text)}</td>")
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    return f'<table data-testid="{testid}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            cells.append((text, str(value) if column == "status" else None))
+        rows.append(cells)
+    return {"testid": testid, "empty": empty, "columns": list(frame.columns), "rows": rows}
 
 
 def _percent(value) -> str:
     return "" if value is None or pd.isna(value) else f"{100 * value:.2f}%"
 
 
-def _missing(view: View) -> str:
-    days = view.missing_days
-    if not days:
-        return '<p data-testid="missing-days" data-count="0">none: a bar on every trading day of the span</p>'
-    shown = ", ".join(d.isoformat() for d in days[:60]) + (f" … and {len(days) - 60} more" if len(days) > 60 else "")
-    return f'<p data-testid="missing-days" data-count="{len(days)}">{len(days)} trading day(s) without a bar: {_e(shown)}</p>'
-
-
-def _quality(view: View) -> str:
+def _quality(view: View) -> tuple[str, dict]:
+    """The summary line (empty when there are no checks) and the table of the latest quality checks."""
     quality = view.quality
     if quality.empty:
-        return _table(quality, "quality", "no quality_results yet: 03_quality has not run on this warehouse")
+        return "", _table(quality, "quality", "no quality_results yet: 03_quality has not run on this warehouse")
     failed = int((quality["status"] == "fail").sum())
     summary = f"run of {quality['ds'].iloc[0]}: {len(quality) - failed} passed, {failed} failed"
-    return f'<p data-testid="quality-summary">{_e(summary)}</p>' + _table(
-        quality.drop(columns="ds"), "quality", "", {"details": lambda v: "" if v is None else str(v)[:160]}
-    )
+    return summary, _table(quality.drop(columns="ds"), "quality", "", {"details": lambda v: "" if v is None else str(v)[:160]})
 
 
 def render_view(universe: Universe, view: View) -> str:
-    """The whole page for one view, the figure embedded as JSON and drawn by the bundled plotly.js."""
+    """The whole page for one view, the figure embedded as JSON (an attribute of the chart) for the page's script."""
     request, bars = view.request, view.bars
-    name = universe.symbols.set_index("ticker")["name"].get(request.symbol, "")
     last = view.last_close
     trend = view.trend.drop(columns=["ds"]) if not view.trend.empty else view.trend
-    trend_note = f" (run of {view.trend['ds'].iloc[0]})" if not view.trend.empty else ""
     actions = view.actions
     if not actions.empty:
         actions = actions.assign(action=[action_label(a) for a in actions.itertuples()])
-    exact = "" if last is None else repr(last)
-    figure_json = json.dumps(figure(view), allow_nan=False).replace("</", "<\\/")  # no "</script>" inside the script element
-    notes = "".join(f"<li>{_e(n)}</li>" for n in view.notes)
-    body = f"""
-<header>
-  <h1><span data-testid="symbol">{_e(request.symbol)}</span> <small>{_e(name)}</small></h1>
-  <p class="facts">Last close <strong data-testid="last-close" data-value="{exact}">{price_text(last)}</strong>
-    · <span data-testid="bar-count">{len(bars)}</span> bars
-    · <span data-testid="span">{request.start} … {request.end}</span>
-    · <span data-testid="adjust-shown">{_e(ADJUST_LABELS[request.adjust])}</span>
-    · data {universe.first_date} … {universe.last_date}</p>
-</header>
-<div id="chart" data-testid="chart"></div>
-<section><h2>Trend summary{_e(trend_note)}</h2>
-{_table(trend, "trend", "no trend_summary for this symbol yet (04_trends writes it)",
-        {"total_return": _percent, "annualized_volatility": _percent, "max_drawdown": _percent})}</section>
-<section><h2>Corporate actions in the span</h2>{_table(actions, "actions", "none in the span")}</section>
-<section><h2>Anomalies in the span</h2>{_table(view.anomalies, "anomalies", "none flagged in the span")}</section>
-<section><h2>Days without a bar</h2>{_missing(view)}</section>
-<section><h2>Latest quality checks</h2>{_quality(view)}</section>
-{f'<section><h2>Notes</h2><ul data-testid="notes">{notes}</ul></section>' if notes else ''}
-<script id="figure" type="application/json">{figure_json}</script>
-"""
-    return _document(f"{request.symbol} · stocks dashboard", _controls(universe, request, {}) + body)
+    days = view.missing_days
+    quality_summary, quality = _quality(view)
+    return _render(
+        "view.html.j2", title=request.symbol, controls=_controls(universe, request, {}),
+        symbol=request.symbol, name=universe.symbols.set_index("ticker")["name"].get(request.symbol, ""),
+        exact="" if last is None else repr(last), last_close=price_text(last), bar_count=len(bars),
+        start=request.start.isoformat(), end=request.end.isoformat(), adjust_label=ADJUST_LABELS[request.adjust],
+        first_date=universe.first_date.isoformat(), last_date=universe.last_date.isoformat(),
+        figure_json=json.dumps(figure(view), allow_nan=False),
+        trend_note=f" (run of {view.trend['ds'].iloc[0]})" if not view.trend.empty else "",
+        trend=_table(trend, "trend", "no trend_summary for this symbol yet (04_trends writes it)",
+                     {"total_return": _percent, "annualized_volatility": _percent, "max_drawdown": _percent}),
+        actions=_table(actions, "actions", "none in the span"),
+        anomalies=_table(view.anomalies, "anomalies", "none flagged in the span"),
+        missing_days=days,
+        missing_shown=", ".join(d.isoformat() for d in days[:60]) + (f" … and {len(days) - 60} more" if len(days) > 60 else ""),
+        quality_summary=quality_summary, quality=quality, notes=view.notes,
+    )  # fmt: skip
 
 
 def render_message(title: str, message: str, universe: Universe | None = None, query: dict[str, str] | None = None) -> str:
     """A page that explains what went wrong (bad URL input, no warehouse) and keeps the controls when it can."""
-    controls = _controls(universe, None, query or {}) if universe is not None else ""
-    body = f'<div class="message" role="alert" data-testid="error"><h2>{_e(title)}</h2><p>{_e(message)}</p></div>'
-    if universe is not None:
-        body += f'<p><a href="/" data-testid="home">Open {_e(universe.default_symbol)} over the last months of data</a></p>'
-    return _document(f"{title} · stocks dashboard", controls + body)
+    return _render(
+        "message.html.j2", title=title, message=message,
+        controls=_controls(universe, None, query or {}) if universe is not None else None,
+        default_symbol=universe.default_symbol if universe is not None else "",
+    )  # fmt: skip
 
 
-def _document(title: str, body: str) -> str:
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<style>{STYLE}</style>
-<script src="{PLOTLY_URL}"></script></head>
-<body>{body}
-<script>{SCRIPT}</script></body></html>"""
+@functools.lru_cache(maxsize=1)
+def _templates():
+    # Autoescape on every template: a value reaches the page escaped unless a template says otherwise (none does).
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )  # fmt: skip
+
+
+def _render(template: str, **values) -> str:
+    return _templates().get_template(template).render(plotly_url=PLOTLY_URL, script_url=SCRIPT_URL, **values)
 
 
 def plotly_version() -> str:
@@ -306,48 +276,7 @@ def plotly_version() -> str:
 
 PLOTLY_URL = f"/static/plotly-{plotly_version()}.min.js"
 
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 0 1.5rem 2rem; color: #263238; }
-form#controls { display: flex; flex-wrap: wrap; gap: .8rem; align-items: center; padding: .8rem 0;
-  border-bottom: 1px solid #eceff1; }
-form#controls .quick a { margin-right: .4rem; }
-header h1 { margin: .6rem 0 0; font-size: 1.6rem; } header h1 small { color: #607d8b; font-weight: normal; font-size: 1rem; }
-.facts { margin: .2rem 0; color: #455a64; } .facts strong { font-size: 1.2rem; color: #263238; }
-section { margin-top: 1rem; } h2 { font-size: 1.05rem; margin: .6rem 0 .3rem; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { padding: .15rem .6rem; border-bottom: 1px solid #eceff1; text-align: left; }
-td.fail { color: #c62828; font-weight: bold; } td.pass { color: #2e7d32; }
-.message { margin: 1.5rem 0; padding: 1rem; border-left: 4px solid #c62828; background: #ffebee; }
-.empty { color: #78909c; }
-"""
 
-# Draws the figure; the picker and the adjustment reload the page with the new URL (state in the URL); zooming
-# writes the visible span into the URL so that a shared link opens the same view.
-SCRIPT = """
-(function () {
-  const form = document.getElementById("controls");
-  const picker = document.getElementById("symbol");
-  if (form && picker) {
-    const known = new Set(Array.from(document.querySelectorAll("#universe option"), o => o.value));
-    picker.addEventListener("change", () => {
-      picker.value = picker.value.trim().toUpperCase();
-      if (known.has(picker.value)) form.requestSubmit();
-    });
-    document.getElementById("adjust").addEventListener("change", () => form.requestSubmit());
-  }
-  const spec = document.getElementById("figure");
-  if (!spec || typeof Plotly === "undefined") return;
-  const fig = JSON.parse(spec.textContent);
-  const chart = document.getElementById("chart");
-  Plotly.newPlot(chart, fig.data, fig.layout, {responsive: true, displaylogo: false, scrollZoom: true})
-    .then(() => { chart.dataset.ready = "true"; chart.on("plotly_relayout", keepSpanInUrl); });
-  function keepSpanInUrl(change) {
-    const first = change["xaxis.range[0]"], last = change["xaxis.range[1]"];
-    if (!first || !last) return;
-    const url = new URL(window.location.href);
-    url.searchParams.set("start", String(first).slice(0, 10));
-    url.searchParams.set("end", String(last).slice(0, 10));
-    window.history.replaceState(null, "", url);
-  }
-})();
-"""
+# The page's script, a file of its own: the Content-Security-Policy allows scripts from the dashboard's own URLs only.
+SCRIPT_FILE = HERE / "static" / "dashboard.js"
+SCRIPT_URL = f"/static/dashboard-{hashlib.sha256(SCRIPT_FILE.read_bytes()).hexdigest()[:12]}.js"
