@@ -345,7 +345,7 @@ def test_cli_warehouse_without_a_catalog_exits_2(tmp_path, capsys):
 
 
 def test_cli_names_the_symbols_without_bars(config, capsys, caplog):
-    code = prices.main(["SPLT", "NOPE", "frst", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse",
+    code = prices_command.main(["SPLT", "NOPE", "frst", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse",
                         config.warehouse, "-p", "namespace", "prices"])  # fmt: skip
     assert code == 0  # SPLT has bars
     assert [line.split(",")[0] for line in capsys.readouterr().out.splitlines()] == ["symbol", "SPLT", "SPLT"]
@@ -374,7 +374,7 @@ def test_cli_exits_1_when_no_symbol_is_known(config):
 
 
 def test_cli_known_symbol_outside_its_span_is_an_empty_csv(config, capsys, caplog):
-    code = prices.main(["FRST", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse", config.warehouse,
+    code = prices_command.main(["FRST", "--start", "2024-03-11", "--end", "2024-03-12", "-p", "warehouse", config.warehouse,
                         "-p", "namespace", "prices"])  # fmt: skip
     assert code == 0
     assert capsys.readouterr().out.splitlines() == ["symbol,date,open,high,low,close,volume,vwap"]
