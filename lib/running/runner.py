@@ -15,19 +15,22 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lib.core.api_key import env_api_key
 from lib.core.errors import ConfigError, WorkspaceError
 from lib.core.paths import NOTEBOOKS_DIR, WORKSPACE, at_workspace
 from lib.core.trading_days import is_trading_day, trading_days
 from lib.presentation import report
-from lib.running.kernel import SharedKernel
 from lib.settings.command_line import add_params_arguments, command_line_params
 from lib.settings.config import WHOLE_MARKET_TICKERS, RunConfig
 from lib.storage.catalog import SCHEMAS, WAP_TABLES, pyiceberg_catalog
 from lib.storage.monthly import month_start
 from lib.storage.session import ICEBERG_JAR_NAME
 from lib.storage.wap import branch_for_run, inspect_hint
+
+if TYPE_CHECKING:
+    from lib.running.kernel import SharedKernel
 
 NOTEBOOKS = ("01_ingest", "02_monthly_rollup", "03_quality", "04_trends", "05_forecast")
 MASSIVE_URL = "https://api.massive.com"  # Massive, formerly Polygon.io (https://api.polygon.io still answers)
@@ -238,6 +241,10 @@ def run_notebooks(
 
 def new_kernel(fresh_each_notebook: bool = False) -> SharedKernel:
     """The kernel a run's notebooks share (lib.running.kernel): started in the repository, where the notebooks run."""
+    # Here, not at the top: the kernel module loads papermill and nbclient (1.3 s of imports), which a run refused
+    # for bad input, or --help, never needs.
+    from lib.running.kernel import SharedKernel
+
     # The kernel's start-up notice (TCP on loopback, messages signed) is nothing a user can act on.
     return SharedKernel(WORKSPACE, ["--IPKernelApp.log_level=ERROR"], fresh_each_notebook=fresh_each_notebook)
 
