@@ -198,6 +198,6 @@ def test_a_commit_that_still_conflicts_names_what_it_lost_to():
     from lib.core.errors import CommitConflictError
 
     moved = str(CommitConflictError("stocks.forecasts", "CommitFailedException: x", latest=(42, "2026-12-06 01:02:03")))
-    assert "snapshot 42 (committed 2026-12-06 01:02:03)" in moved and "run the same ds again" in moved
+    assert "snapshot 42 (committed 2026-12-06 01:02:03), not this write's" in moved and "run the same ds again" in moved
     locked = str(CommitConflictError("stocks.forecasts", "SQLITE_BUSY", busy=True))
     assert "catalog database stayed locked" in locked and "another run committed" not in locked

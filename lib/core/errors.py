@@ -63,14 +63,13 @@ class CommitConflictError(WorkspaceError):
     """
 
     def __init__(self, table: str, cause: str, latest: tuple | None = None, busy: bool = False):
-        if busy and latest is None:
+        latest_text = f"; its latest commit is snapshot {latest[0]} (committed {latest[1]}), not this write's" if latest else ""
+        if busy:
             what = (f"the catalog database stayed locked by another process (a run or a reader writing it) through "
-                    f"this write's retries to {table}")  # fmt: skip
+                    f"this write's retries to {table}{latest_text}")  # fmt: skip
         elif latest is not None:
-            snapshot_id, committed_at = latest
-            what = (f"{table} moved on while this write was in flight: its latest commit, snapshot {snapshot_id} "
-                    f"(committed {committed_at}), is another writer's, and this write still conflicted with it after "
-                    "its retries")  # fmt: skip
+            what = (f"{table} moved on while this write was in flight{latest_text}, and this write still conflicted "
+                    "with it after its retries")  # fmt: skip
         else:
             what = f"another run committed to {table} at the same time and this write still conflicted after its retries"
         super().__init__(
