@@ -201,3 +201,49 @@ def test_a_commit_that_still_conflicts_names_what_it_lost_to():
     assert "snapshot 42 (committed 2026-12-06 01:02:03), not this write's" in moved and "run the same ds again" in moved
     locked = str(CommitConflictError("stocks.forecasts", "SQLITE_BUSY", busy=True))
     assert "catalog database stayed locked" in locked and "another run committed" not in locked
+
+
+def _price(symbol: str, day: dt.date, close: float) -> tuple:
+    return (symbol, day, close, close + 1, close - 1, close, 1000.0, close, 10)
+
+
+def test_a_warehouse_with_day_partitions_moves_to_month_partitions_and_reads_the_same(spark, warehouse):
+    """A warehouse written by an earlier version (stock_prices partitioned by day) gets month partitions on its next
+    run; its old files stay readable, a re-run day replaces exactly that day, and the month then lives in one file."""
+    config = config_for(warehouse, "day_partitions_of_old")
+    table = config.table("stock_prices")
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {config.catalog}.{config.namespace}")
+    columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in PRICES_SCHEMA.fields)
+    spark.sql(f"CREATE TABLE {table} ({columns}) USING iceberg PARTITIONED BY (date)")
+    days = [dt.date(2024, 3, d) for d in (26, 27, 28)]
+    old = spark.createDataFrame([_price(s, d, 10.0 + i) for i, d in enumerate(days) for s in ("AAA", "BBB")], PRICES_SCHEMA)
+    old.writeTo(table).append()
+    assert table_layout(config, "stock_prices")[0] == [("date", "identity")]
+
+    catalog.ensure_tables(spark, config)
+
+    assert table_layout(config, "stock_prices")[0] == [("date", "month")]
+    assert_df_equality(catalog.read_table(spark, config, "stock_prices"), old, ignore_row_order=True)
+    rerun = spark.createDataFrame([_price("AAA", days[1], 99.0)], PRICES_SCHEMA)
+    catalog.replace_rows(spark, config, "stock_prices", rerun, "date", days[1], days[1])
+    expected = spark.createDataFrame(
+        [_price(s, d, 10.0 + i) for i, d in enumerate(days) if d != days[1] for s in ("AAA", "BBB")]
+        + [_price("AAA", days[1], 99.0)], PRICES_SCHEMA)  # fmt: skip
+    assert_df_equality(catalog.read_table(spark, config, "stock_prices"), expected, ignore_row_order=True)
+    files = spark.table(f"{table}.files").select("partition").collect()
+    assert len(files) == 1, "the month's day files are rewritten as the month's one file"
+
+
+def test_a_daily_write_to_a_month_partition_keeps_the_months_other_days(spark, warehouse):
+    config = config_for(warehouse, "month_partitions")
+    catalog.ensure_tables(spark, config)
+    march = [dt.date(2024, 3, d) for d in (1, 4, 5)]
+    for i, day in enumerate(march):  # one daily run after another
+        rows = spark.createDataFrame([_price("AAA", day, 10.0 + i)], PRICES_SCHEMA)
+        catalog.replace_rows(spark, config, "stock_prices", rows, "date", day, day)
+    catalog.replace_rows(spark, config, "stock_prices", spark.createDataFrame([_price("AAA", march[1], 50.0)],
+                         PRICES_SCHEMA), "date", march[1], march[1])  # fmt: skip
+    expected = spark.createDataFrame([_price("AAA", march[0], 10.0), _price("AAA", march[1], 50.0),
+                                      _price("AAA", march[2], 12.0)], PRICES_SCHEMA)  # fmt: skip
+    assert_df_equality(catalog.read_table(spark, config, "stock_prices"), expected, ignore_row_order=True)
+    assert spark.table(f"{config.table('stock_prices')}.files").count() == 1

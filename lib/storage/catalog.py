@@ -135,23 +135,29 @@ SCHEMAS: dict[str, T.StructType] = {
     ),  # fmt: skip
 }
 
-# Partitioning: daily tables by their date, so a re-run replaces whole partitions (a metadata-only
-# delete); the monthly arrays by month, sorted by symbol so one month is a few large files.
+# Partitioning. The daily tables of bars by the month of their date: twenty years are 240 partitions, not 5,032, and a
+# day's write rewrites its month-to-date (replace_rows carries the month's other days along: about 230,000 rows for the
+# whole market). Warehouses made with day partitions are evolved on their next run (ensure_tables); their old day files
+# go as their months are rewritten. The monthly arrays by month, sorted by symbol so one month is a few large files.
 PARTITIONING = {
     "stock_tickers": "ds",
-    "raw_daily_bars": "date",
-    "stock_prices": "date",
+    "raw_daily_bars": "months(date)",
+    "stock_prices": "months(date)",
     "monthly_stock_prices": "month_start",
     "quality_results": "ds",
     "ingest_failures": "ds",
     # Tens of thousands of rows over decades: one unpartitioned table, merged by id, read whole or by symbol.
     "corporate_actions": None,
     "trend_summary": "ds",
-    "technical_indicators": "date",
+    "technical_indicators": "months(date)",
     # Few rows a day: unpartitioned, replaced by date range (anomalies) or origin range (forecasts).
     "anomalies": None,
     "forecasts": None,
     "forecast_metrics": "ds",
+}
+# The tables partitioned by the month of a date column, and that column: replace_rows replaces their whole months.
+MONTH_PARTITIONED = {
+    name: spec.removeprefix("months(").removesuffix(")") for name, spec in PARTITIONING.items() if str(spec).startswith("months(")
 }
 WRITE_ORDER = {
     "stock_prices": "symbol",
@@ -298,6 +304,7 @@ def _create_missing_tables(spark: SparkSession, config: RunConfig) -> None:
         extra = EXTRA_PROPERTIES.get(name, {})
         if name in existing:
             _add_missing_properties(spark, table_identifier(config, name), extra)
+            _evolve_to_months(spark, table_identifier(config, name), name)
             continue
         props = ", ".join(f"'{k}'='{v}'" for k, v in {**TABLE_PROPERTIES, **extra}.items())
         partitioned_by = f"PARTITIONED BY ({PARTITIONING[name]}) " if PARTITIONING[name] else ""
@@ -307,6 +314,24 @@ def _create_missing_tables(spark: SparkSession, config: RunConfig) -> None:
         )
         if name in WRITE_ORDER:
             spark.sql(f"ALTER TABLE {table_identifier(config, name)} WRITE ORDERED BY {WRITE_ORDER[name]}")
+
+
+def _evolve_to_months(spark: SparkSession, table: str, name: str) -> None:
+    """A table made with day partitions (identity on its date) by an earlier version gets month partitions: Iceberg
+    partition evolution, metadata only. Files written before keep their day partitions until their month is
+    rewritten; reads span both specs. Checked once per table and process."""
+    column = MONTH_PARTITIONED.get(name)
+    if column is None or table in _MONTHLY_SPEC:
+        return
+    fields = {f.name for f in spark.table(f"{table}.partitions").schema["partition"].dataType.fields}
+    if f"{column}_month" not in fields and column in fields:
+        field = quote_identifier(column)
+        spark.sql(f"ALTER TABLE {table} REPLACE PARTITION FIELD {field} WITH months({field})")
+    _MONTHLY_SPEC.add(table)
+
+
+# Tables this process has seen with month partitions (one check each).
+_MONTHLY_SPEC: set[str] = set()
 
 
 def _add_missing_properties(spark: SparkSession, table: str, properties: dict[str, str]) -> None:
@@ -453,16 +478,23 @@ def replace_rows(
 ) -> None:
     """Atomically replace every row with `column` between start and end (inclusive) by `df`: one commit.
 
-    Rows of `df` outside the range are refused, so a write can never touch data it did not replace. Whatever files
-    earlier writes left: when a data file holds rows on both sides of the range (a range run's file, replaced for
-    one of its days), Iceberg cannot drop it by the filter alone, so the write takes the rows of such files that it
-    keeps along and replaces a range that holds them whole (`_whole_file_range`), still in one commit.
+    Rows of `df` outside the range are refused, so a write can never touch data it did not replace. Iceberg drops
+    data files by a filter only whole, so a write replaces a range that holds its files whole and writes the rows it
+    keeps there again, in the same commit (`_replace_carrying`): the whole months of a table partitioned by month,
+    and, where a data file holds rows on both sides of the range (a range run's file, replaced for one of its days),
+    the span of the files it touches (`_whole_file_range`).
     """
     conformed = conform(df, name)
     outside = conformed.filter(~_between(column, start, end) | F.col(column).isNull()).limit(1).count()
     if outside:
         raise ValueError(f"refusing to write {name}: rows with {column} outside {start}..{end}")
     target = _write_identifier(conformed.sparkSession, config, name)
+    latest = lambda: _current_snapshot(spark, target)  # noqa: E731 - read only when a write still conflicts
+    if MONTH_PARTITIONED.get(name) == column:
+        low, high = start.replace(day=1), _month_end(end)
+        with_commit_retry(name, lambda: _replace_carrying(spark, config, name, target, conformed, column, (start, end),
+                                                          (low, high)), current_snapshot=latest)  # fmt: skip
+        return
 
     def write() -> None:
         from py4j.protocol import Py4JJavaError  # pyspark's own dependency; the JVM's errors arrive as these
@@ -472,12 +504,33 @@ def replace_rows(
         except Py4JJavaError as exc:
             if PARTIAL_FILE_DELETE not in _java_error_text(exc):
                 raise
-            low, high = _whole_file_range(spark, target, column, start, end)
-            kept = spark.table(target).filter(_between(column, low, high) & ~_between(column, start, end))
-            rows = conformed.unionByName(conform(kept, name).localCheckpoint())
-            rows.writeTo(target).overwrite(_between(column, low, high))
+            wider = _whole_file_range(spark, target, column, start, end)
+            _replace_carrying(spark, config, name, target, conformed, column, (start, end), wider)
 
-    with_commit_retry(name, write, current_snapshot=lambda: _current_snapshot(spark, target))
+    with_commit_retry(name, write, current_snapshot=latest)
+
+
+def _replace_carrying(spark: SparkSession, config: RunConfig, name: str, target: str, rows: DataFrame, column: str,
+                      replaced: tuple, whole: tuple) -> None:  # fmt: skip
+    """Overwrite the range `whole` (which holds every data file it touches whole) with `rows` and the stored rows of
+    `whole` outside `replaced`, read at the target's latest snapshot. The commit is validated from that snapshot
+    (Iceberg's serializable isolation): a row another writer added to `whole` meanwhile fails it (then retried),
+    never lost."""
+    if whole == replaced:  # nothing to carry: the plain replace
+        rows.writeTo(target).overwrite(_between(column, *whole))
+        return
+    snapshot = _current_snapshot(spark, target)
+    writer = None
+    if snapshot is not None:
+        at = f"SELECT * FROM {table_identifier(config, name)} VERSION AS OF {int(snapshot[0])}"
+        kept = spark.sql(at).filter(_between(column, *whole) & ~_between(column, *replaced))
+        rows = rows.unionByName(conform(kept, name))
+        writer = {"isolation-level": "serializable", "validate-from-snapshot-id": str(snapshot[0])}
+    rows.writeTo(target).options(**(writer or {})).overwrite(_between(column, *whole))
+
+
+def _month_end(day: dt.date) -> dt.date:
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 def _whole_file_range(spark: SparkSession, target: str, column: str, start: dt.date, end: dt.date) -> tuple:
