@@ -231,36 +231,97 @@ def test_a_day_lands_exactly_once_through_drops_duplicates_and_corrections(tmp_p
     assert "2 gaps recorded" in done.stdout
 
 
+class StreamRun:
+    """One `python -m lib.stream` in a process group of its own (its Spark JVM with it), and what it wrote."""
+
+    def __init__(self, warehouse: Path, url: str, log: Path):
+        self.warehouse, self.log = warehouse, log
+        self.state = warehouse / "_stream" / "stocks" / "minute_bars" / "checkpoint"
+        self.metadata = warehouse / "stocks" / "minute_bars" / "metadata"
+        self.seen = self.files()  # what earlier runs left: a moment is a new file of this run
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(stream_command(warehouse, url, 900), cwd=REPO, env=stream_env(),
+                                        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def files(self) -> dict[str, set[str]]:
+        def names(folder: Path, pattern: str) -> set[str]:
+            return {p.name for p in folder.glob(pattern)} if folder.is_dir() else set()
+
+        return {"tables": names(self.warehouse / "stocks", "*"), "offsets": names(self.state / "offsets", "[0-9]*"),
+                "commits": names(self.state / "commits", "[0-9]*"), "manifest lists": names(self.metadata, "snap-*"),
+                "metadata": names(self.metadata, "*.metadata.json")}  # fmt: skip
+
+    def new(self, kind: str) -> int:
+        return len(self.files()[kind] - self.seen[kind])
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self, whole_group: bool) -> None:
+        """SIGKILL: the driver alone (its JVM then exits by itself) or with its JVM, as a container stop does."""
+        if whole_group:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=60)
+
+
+# The moments of a stream's life when the kill test kills it, in order: what must have happened in this run (a file
+# count that grew by at least n, or seconds since the start), then a random wait up to `jitter` seconds.
+KILL_MOMENTS = (
+    ("the JVM starting", "seconds", 0.5, 2.5),
+    ("the first tables being created", "tables", 1, 1.0),
+    ("the last tables being created", "tables", 10, 1.5),
+    ("a micro-batch planned", "offsets", 1, 1.0),
+    ("a commit: its manifest list written", "manifest lists", 1, 0.0),
+    ("between micro-batches", "commits", 1, 0.0),
+    ("a commit: its metadata file written", "metadata", 1, 0.0),
+    ("a micro-batch running", "offsets", 2, 2.0),
+    ("a commit: its manifest list written", "manifest lists", 2, 0.05),
+    ("steady state", "commits", 3, 4.0),
+)
+
+
 @pytest.mark.e2e
-def test_a_killed_stream_resumes_from_its_checkpoint_without_loss_or_duplicates(tmp_path):
+def test_a_stream_killed_at_any_moment_restarts_by_itself_without_loss_or_duplicates(tmp_path):
+    """Ten SIGKILLs across the life of the stream (the JVM starting, the tables being created, a micro-batch planned,
+    mid-commit, between batches), each restart on the same warehouse; the last run plays the day out. Every restart
+    must come up by itself, and minute_bars must hold each bar the feed delivered exactly once, outside the gaps."""
+    import random
+
     warehouse = tmp_path / "warehouse"
-    offsets = warehouse / "_stream" / "stocks" / "minute_bars" / "checkpoint" / "offsets"
-    speed = 10
+    rng = random.Random(os.environ.get("STREAM_KILL_SEED", time.time_ns()))
+    speed = 2  # the day lasts 195 s: the kills fall while it plays
+    kills, clock_started = [], None
     with feed(feed_minutes_per_second=speed, **FAULTS) as sim:
-        first = subprocess.Popen(stream_command(warehouse, sim.stream_url, 600), cwd=REPO, env=stream_env(),
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        started, clock_started = time.monotonic(), None
-        try:
-            # Until the query has planned its first micro-batch: the kill then falls mid-run, inside or after a batch.
-            while not (offsets.is_dir() and any(offsets.iterdir())):
-                assert first.poll() is None, first.stdout.read()[-3000:]
-                assert time.monotonic() - started < 300, "no micro-batch was planned within 300s"
-                if clock_started is None and "feed: playing" in sim.stderr_tail:
-                    clock_started = time.monotonic()
-                time.sleep(0.2)
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=30)
-        played = time.monotonic() - (clock_started or started)
-        second = run_stream(warehouse, sim.stream_url, max(2.0, 390 / speed - played + 4))
-    assert second.returncode == 0, second.stderr[-3000:]
+        for number, (moment, kind, threshold, jitter) in enumerate(KILL_MOMENTS):
+            run = StreamRun(warehouse, sim.stream_url, tmp_path / f"run-{number}.log")
+            try:
+                while (time.monotonic() - run.started < threshold) if kind == "seconds" else run.new(kind) < threshold:
+                    assert run.process.poll() is None, (
+                        f"the restart after {kills} died before {moment} (exit {run.process.returncode}):\n"
+                        f"{run.output()[-4000:]}"
+                    )
+                    assert time.monotonic() - run.started < 150, f"no {moment} within 150 s:\n{run.output()[-3000:]}"
+                    time.sleep(0.02)
+                    if clock_started is None and "feed: playing" in sim.stderr_tail:
+                        clock_started = time.monotonic()
+                time.sleep(rng.uniform(0, jitter))
+                assert run.process.poll() is None, f"the run died by itself before its kill:\n{run.output()[-4000:]}"
+            finally:
+                whole_group = number % 2 == 1
+                run.kill(whole_group)
+            kills.append(f"{moment} at {time.monotonic() - run.started:.1f}s{' with its JVM' if whole_group else ''}")
+        assert clock_started is not None, sim.stderr_tail
+        remaining = max(0.0, 390 / speed - (time.monotonic() - clock_started))
+        last = run_stream(warehouse, sim.stream_url, remaining + 8, timeout=600)
+    assert last.returncode == 0, f"the restart after {kills} failed:\n{last.stderr[-4000:]}"
+    assert "Traceback" not in last.stderr and "Py4JJavaError" not in last.stderr, last.stderr[-4000:]
     frames = feed_frames(DAY, n=TICKERS, duplicate_rate=0.05, correct_rate=0.05)
     received, gaps = check_landed(warehouse, frames)
-    if played < 390 / speed - 2:  # killed while the feed still played: the restart left a gap, and recorded it
-        assert list(gaps["reason"]) == ["restart"], gaps
-        assert 10 < len(received) < 390
-    assert list(gaps["reason"]) in ([], ["restart"]), gaps
-    assert received[:1] == [0] and KEY not in second.stdout + second.stderr
+    assert set(gaps["reason"]) <= {"restart"}, gaps
+    assert 100 < len(received) < 390 and received[-1] == 389, (kills, len(received))
+    assert KEY not in last.stdout + last.stderr
 
 
 # --------------------------------------------------------------------------------------------------
