@@ -640,9 +640,11 @@ def run_stream(config: RunConfig, topics: tuple[str, ...] = ("AM.*",), for_secon
         lander.close()
         query.processAllAvailable()  # every landed frame, into the table
         query.stop()
-        table = catalog.table_identifier(config, "minute_bars")
-        spark.sql(f"REFRESH TABLE {table}")  # this session last loaded it when it created it
-        rows = spark.table(table).count()
+        # Counted through a catalog connection of its own: this session's JdbcCatalog can hold a connection that still
+        # reads catalog.db as it was when the session started (Iceberg leaves a metadata ResultSet open on it, and
+        # SQLite's WAL keeps such a reader on its first snapshot). After a restart on existing tables, that pointer
+        # names a metadata file that 20 commits of this run have since deleted (write.metadata.previous-versions-max).
+        rows = catalog.pyiceberg_catalog(config).load_table((config.namespace, "minute_bars")).scan().count()
         return StreamReport(url, topics, receiver.frames, receiver.bars, receiver.gaps, receiver.reconnects, rows,
                             time.monotonic() - started)  # fmt: skip
     finally:
