@@ -270,39 +270,38 @@ class StreamRun:
 # count that grew by at least n, or seconds since the start), then a random wait up to `jitter` seconds.
 KILL_MOMENTS = (
     ("the JVM starting", "seconds", 0.5, 2.5),
-    ("the first tables being created", "tables", 1, 1.0),
-    ("the last tables being created", "tables", 10, 1.5),
-    ("a micro-batch planned", "offsets", 1, 1.0),
+    ("the tables being created", "tables", 1, 2.0),
+    ("a micro-batch planned", "offsets", 1, 1.5),
     ("a commit: its manifest list written", "manifest lists", 1, 0.0),
     ("between micro-batches", "commits", 1, 0.0),
     ("a commit: its metadata file written", "metadata", 1, 0.0),
-    ("a micro-batch running", "offsets", 2, 2.0),
-    ("a commit: its manifest list written", "manifest lists", 2, 0.05),
-    ("steady state", "commits", 3, 4.0),
+    ("a micro-batch running", "offsets", 2, 1.5),
+    ("steady state", "commits", 2, 3.0),
 )
+MOMENT_WAIT_S = 90  # a moment not reached by then (the day over, a slow machine): the kill falls there anyway
 
 
 @pytest.mark.e2e
 def test_a_stream_killed_at_any_moment_restarts_by_itself_without_loss_or_duplicates(tmp_path):
-    """Ten SIGKILLs across the life of the stream (the JVM starting, the tables being created, a micro-batch planned,
+    """Eight SIGKILLs across the life of the stream (the JVM starting, the tables being created, a micro-batch planned,
     mid-commit, between batches), each restart on the same warehouse; the last run plays the day out. Every restart
     must come up by itself, and minute_bars must hold each bar the feed delivered exactly once, outside the gaps."""
     import random
 
     warehouse = tmp_path / "warehouse"
     rng = random.Random(os.environ.get("STREAM_KILL_SEED", time.time_ns()))
-    speed = 2  # the day lasts 195 s: the kills fall while it plays
+    speed = 2  # the day lasts 195 s: most kills fall while it plays
     kills, clock_started = [], None
     with feed(feed_minutes_per_second=speed, **FAULTS) as sim:
         for number, (moment, kind, threshold, jitter) in enumerate(KILL_MOMENTS):
             run = StreamRun(warehouse, sim.stream_url, tmp_path / f"run-{number}.log")
             try:
                 while (time.monotonic() - run.started < threshold) if kind == "seconds" else run.new(kind) < threshold:
-                    assert run.process.poll() is None, (
-                        f"the restart after {kills} died before {moment} (exit {run.process.returncode}):\n"
-                        f"{run.output()[-4000:]}"
-                    )
-                    assert time.monotonic() - run.started < 150, f"no {moment} within 150 s:\n{run.output()[-3000:]}"
+                    died = f"the restart after {kills} died before {moment} (exit {run.process.returncode})"
+                    assert run.process.poll() is None, f"{died}:\n{run.output()[-4000:]}"
+                    if time.monotonic() - run.started > MOMENT_WAIT_S:
+                        moment += " (not reached)"
+                        break
                     time.sleep(0.02)
                     if clock_started is None and "feed: playing" in sim.stderr_tail:
                         clock_started = time.monotonic()
