@@ -323,6 +323,56 @@ def test_a_stream_killed_at_any_moment_restarts_by_itself_without_loss_or_duplic
     assert KEY not in last.stdout + last.stderr
 
 
+def _minute_bars_table(warehouse: Path, versions: int):
+    """A real catalog.db and minute_bars (pyiceberg's SqlCatalog, the same JDBC layout) with `versions` appends."""
+    import pyarrow as pa
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse.mkdir(parents=True, exist_ok=True)
+    cat = SqlCatalog("local", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.resolve().as_uri())
+    cat.create_namespace("stocks")
+    rows = pa.table({"symbol": pa.array(["A"], pa.string()), "close": pa.array([1.0], pa.float64())})
+    table = cat.create_table("stocks.minute_bars", rows.schema)
+    for _ in range(versions):
+        table.append(rows)
+    return cat, table
+
+
+def test_a_torn_last_commit_is_set_back_to_the_previous_whole_version(tmp_path):
+    """What a crash of the machine can leave (Hadoop writes Iceberg's files without fsync, SQLite's pointer is
+    synced): the current metadata file torn, or a file of the current snapshot gone. The start-up check sets the
+    table back to its newest whole version, says so in one line, and removes the checkpoint so the landed frames are
+    merged again."""
+    from lib.config import RunConfig, command_line_params
+    from lib.errors import StreamError
+    from lib.stream import recover_tables, stream_paths
+
+    warehouse = tmp_path / "warehouse"
+    config = RunConfig.from_params(**command_line_params(str(REPO / "params/local.yaml"), [["warehouse", str(warehouse)]]))
+    paths = stream_paths(config)
+    cat, table = _minute_bars_table(warehouse, versions=3)
+    paths.checkpoint.mkdir(parents=True)
+    assert recover_tables(config, paths) == [] and paths.checkpoint.is_dir(), "a whole table is left alone"
+
+    current = Path(table.metadata_location.removeprefix("file://"))
+    current.write_text(current.read_text()[:200])  # torn: not whole JSON
+    repairs = recover_tables(config, paths)
+    assert len(repairs) == 2 and "set back to the previous whole version" in repairs[0] and current.name in repairs[0]
+    assert not paths.checkpoint.exists() and recover_tables(config, paths) == []
+    assert len(cat.load_table("stocks.minute_bars").scan().to_arrow()) == 2  # the version before the third append
+
+    manifest_list = Path(cat.load_table("stocks.minute_bars").current_snapshot().manifest_list.removeprefix("file://"))
+    manifest_list.unlink()
+    assert "manifest list" in recover_tables(config, paths)[0]
+    assert len(cat.load_table("stocks.minute_bars").scan().to_arrow()) == 1
+
+    for metadata in (warehouse / "stocks" / "minute_bars" / "metadata").glob("*.metadata.json"):
+        metadata.unlink()  # nothing whole left of a table that held data: one line that names the file and what to do
+    with pytest.raises(StreamError, match=r"stocks.minute_bars cannot be read: its metadata file .* is missing.*DROP") as info:
+        recover_tables(config, paths)
+    assert "\n" not in str(info.value)
+
+
 # --------------------------------------------------------------------------------------------------
 # The pieces in Spark: the micro-batch transform and the quality check
 # --------------------------------------------------------------------------------------------------
