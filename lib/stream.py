@@ -480,12 +480,13 @@ def _earlier_versions(location: str, previous: str | None) -> list[str]:
 
 def recover_tables(config: RunConfig, paths: StreamPaths) -> list[str]:
     """Before Spark opens the catalog: every table of the namespace must point at a whole metadata file, and the
-    stream's tables at a snapshot whose files are all there. A kill can leave a version half written (a commit or a
-    creation torn between its files and the catalog's pointer); such a table is set back to its newest whole version,
-    in one compare-and-swap of the pointer, as the JdbcCatalog commits; a table torn in its creation (no earlier
-    version) is dropped from the catalog and created again by ensure_tables. When a stream table went back, the
-    checkpoint is removed: the query then replays the landing folder, which MERGE makes idempotent. Returns one line
-    per repair, each also logged; raises StreamError (naming the file and what to do) for what it cannot repair."""
+    stream's tables at a snapshot whose files are all there. A crash of the machine can leave a version half written
+    (Hadoop writes Iceberg's files without fsync, SQLite syncs the catalog's pointer to them): such a table is set back
+    to its newest whole version, in one compare-and-swap of the pointer, as the JdbcCatalog commits; a table torn in
+    its creation (no earlier version) is dropped from the catalog and created again by ensure_tables. When a stream
+    table went back, the checkpoint is removed: the query then replays the landing folder, which MERGE makes
+    idempotent. Returns one line per repair, each also logged; raises StreamError (naming the file and what to do)
+    for what it cannot repair."""
     import shutil
     import sqlite3
 
@@ -522,14 +523,14 @@ def recover_tables(config: RunConfig, paths: StreamPaths) -> list[str]:
                 if changed != 1:
                     raise StreamError(f"{table} changed while it was being repaired ({problem}); another process "
                                       "writes this warehouse: stop it, then start the stream again.")  # fmt: skip
-                repairs.append(f"{table}: the last commit was cut short by a kill ({problem}); set back to the "
+                repairs.append(f"{table}: the last commit was cut short by a crash ({problem}); set back to the "
                                f"previous whole version {_local_path(back).name}")  # fmt: skip
             elif not earlier:  # the first version: nothing was ever stored
                 connection.execute(
                     "DELETE FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? "
                     "AND metadata_location = ?", (config.catalog, config.namespace, name, location)
                 )  # fmt: skip
-                repairs.append(f"{table}: its creation was cut short by a kill ({problem}); it held no data and "
+                repairs.append(f"{table}: its creation was cut short by a crash ({problem}); it held no data and "
                                "is created again")  # fmt: skip
             else:
                 raise StreamError(
@@ -638,8 +639,11 @@ def run_stream(config: RunConfig, topics: tuple[str, ...] = ("AM.*",), for_secon
                 raise spark_failure(query.exception(), config, paths)
         receiver.stop()
         lander.close()
-        query.processAllAvailable()  # every landed frame, into the table
-        query.stop()
+        try:
+            query.processAllAvailable()  # every landed frame, into the table
+            query.stop()
+        except Exception as exc:
+            raise spark_failure(exc, config, paths) from None
         # Counted through a catalog connection of its own: this session's JdbcCatalog can hold a connection that still
         # reads catalog.db as it was when the session started (Iceberg leaves a metadata ResultSet open on it, and
         # SQLite's WAL keeps such a reader on its first snapshot). After a restart on existing tables, that pointer
