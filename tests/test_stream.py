@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -72,8 +73,9 @@ def fold(frames: list[list[dict]], received: list[int]) -> dict[tuple[str, int],
     return known
 
 
-def check_landed(warehouse: Path, frames: list[list[dict]]) -> tuple[list[int], pd.DataFrame]:
-    """minute_bars is exactly the fold of the frames outside the recorded gaps; returns those minutes and the gaps."""
+def check_landed(warehouse: Path, frames: list[list[dict]], first: int = 0) -> tuple[list[int], pd.DataFrame]:
+    """minute_bars is exactly the fold of the frames from minute `first` on outside the recorded gaps; returns those
+    minutes and the gaps."""
     rows = table(warehouse, "minute_bars")
     gaps = table(warehouse, "minute_bar_gaps")
     assert not rows.duplicated(["symbol", "window_start"]).any(), "a (symbol, window_start) stored twice"
@@ -82,7 +84,7 @@ def check_landed(warehouse: Path, frames: list[list[dict]]) -> tuple[list[int], 
     starts = epoch_ms(gaps["next_window_start"].fillna(pd.Timestamp.max.tz_localize("UTC"))).tolist()
     lost = list(zip(ends, starts, strict=True))
     start_of = [frame[0]["s"] for frame in frames]  # a frame's first events are its own minute's bars
-    received = [m for m in range(len(frames)) if not any(end <= start_of[m] < nxt for end, nxt in lost)]
+    received = [m for m in range(first, len(frames)) if not any(end <= start_of[m] < nxt for end, nxt in lost)]
     expected = fold(frames, received)
     stored = {(r.symbol, int(s)): r for r, s in zip(rows.itertuples(), epoch_ms(rows["window_start"]), strict=True)}
     assert set(stored) == set(expected), (
@@ -231,36 +233,153 @@ def test_a_day_lands_exactly_once_through_drops_duplicates_and_corrections(tmp_p
     assert "2 gaps recorded" in done.stdout
 
 
+class StreamRun:
+    """One `python -m lib.stream` in a process group of its own (its Spark JVM with it), and what it wrote."""
+
+    def __init__(self, warehouse: Path, url: str, log: Path):
+        self.warehouse, self.log = warehouse, log
+        self.state = warehouse / "_stream" / "stocks" / "minute_bars" / "checkpoint"
+        self.metadata = warehouse / "stocks" / "minute_bars" / "metadata"
+        self.seen = self.files()  # what earlier runs left: a moment is a new file of this run
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(stream_command(warehouse, url, 900), cwd=REPO, env=stream_env(),
+                                        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def files(self) -> dict[str, set[str]]:
+        def names(folder: Path, pattern: str) -> set[str]:
+            return {p.name for p in folder.glob(pattern)} if folder.is_dir() else set()
+
+        return {"tables": names(self.warehouse / "stocks", "*"), "offsets": names(self.state / "offsets", "[0-9]*"),
+                "commits": names(self.state / "commits", "[0-9]*"), "manifest lists": names(self.metadata, "snap-*"),
+                "metadata": names(self.metadata, "*.metadata.json")}  # fmt: skip
+
+    def new(self, kind: str) -> int:
+        return len(self.files()[kind] - self.seen[kind])
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self, whole_group: bool) -> None:
+        """SIGKILL: the driver alone (its JVM then exits by itself) or with its JVM, as a container stop does."""
+        if whole_group:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=60)
+
+
+# The moments of a stream's life when the kill test kills it, in order: what must have happened in this run (a file
+# count that grew by at least n, or seconds since the start), then a random wait up to `jitter` seconds.
+KILL_MOMENTS = (
+    ("the JVM starting", "seconds", 0.5, 2.5),
+    ("the tables being created", "tables", 1, 2.0),
+    ("a micro-batch planned", "offsets", 1, 1.5),
+    ("a commit: its manifest list written", "manifest lists", 1, 0.0),
+    ("between micro-batches", "commits", 1, 0.0),
+    ("a commit: its metadata file written", "metadata", 1, 0.0),
+    ("a micro-batch running", "offsets", 2, 1.5),
+    ("steady state", "commits", 2, 3.0),
+)
+MOMENT_WAIT_S = 90  # a moment not reached by then (the day over, a slow machine): the kill falls there anyway
+
+
 @pytest.mark.e2e
-def test_a_killed_stream_resumes_from_its_checkpoint_without_loss_or_duplicates(tmp_path):
+def test_a_stream_killed_at_any_moment_restarts_by_itself_without_loss_or_duplicates(tmp_path):
+    """Eight SIGKILLs across the life of the stream (the JVM starting, the tables being created, a micro-batch planned,
+    mid-commit, between batches), each restart on the same warehouse; the last run plays the day out. Every restart
+    must come up by itself, and minute_bars must hold each bar the feed delivered exactly once, outside the gaps."""
+    import random
+
     warehouse = tmp_path / "warehouse"
-    offsets = warehouse / "_stream" / "stocks" / "minute_bars" / "checkpoint" / "offsets"
-    speed = 10
+    rng = random.Random(os.environ.get("STREAM_KILL_SEED", time.time_ns()))
+    speed = 2  # the day lasts 195 s: most kills fall while it plays
+    kills, clock_started = [], None
     with feed(feed_minutes_per_second=speed, **FAULTS) as sim:
-        first = subprocess.Popen(stream_command(warehouse, sim.stream_url, 600), cwd=REPO, env=stream_env(),
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        started, clock_started = time.monotonic(), None
-        try:
-            # Until the query has planned its first micro-batch: the kill then falls mid-run, inside or after a batch.
-            while not (offsets.is_dir() and any(offsets.iterdir())):
-                assert first.poll() is None, first.stdout.read()[-3000:]
-                assert time.monotonic() - started < 300, "no micro-batch was planned within 300s"
-                if clock_started is None and "feed: playing" in sim.stderr_tail:
-                    clock_started = time.monotonic()
-                time.sleep(0.2)
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=30)
-        played = time.monotonic() - (clock_started or started)
-        second = run_stream(warehouse, sim.stream_url, max(2.0, 390 / speed - played + 4))
-    assert second.returncode == 0, second.stderr[-3000:]
+        for number, (moment, kind, threshold, jitter) in enumerate(KILL_MOMENTS):
+            run = StreamRun(warehouse, sim.stream_url, tmp_path / f"run-{number}.log")
+            try:
+                while (time.monotonic() - run.started < threshold) if kind == "seconds" else run.new(kind) < threshold:
+                    died = f"the restart after {kills} died before {moment} (exit {run.process.returncode})"
+                    assert run.process.poll() is None, f"{died}:\n{run.output()[-4000:]}"
+                    if time.monotonic() - run.started > MOMENT_WAIT_S:
+                        moment += " (not reached)"
+                        break
+                    time.sleep(0.02)
+                    if clock_started is None and "feed: playing" in sim.stderr_tail:
+                        clock_started = time.monotonic()
+                time.sleep(rng.uniform(0, jitter))
+                assert run.process.poll() is None, f"the run died by itself before its kill:\n{run.output()[-4000:]}"
+            finally:
+                whole_group = number % 2 == 1
+                run.kill(whole_group)
+            kills.append(f"{moment} at {time.monotonic() - run.started:.1f}s{' with its JVM' if whole_group else ''}")
+        assert clock_started is not None, sim.stderr_tail
+        remaining = max(0.0, 390 / speed - (time.monotonic() - clock_started))
+        last = run_stream(warehouse, sim.stream_url, remaining + 8, timeout=600)
+    assert last.returncode == 0, f"the restart after {kills} failed:\n{last.stderr[-4000:]}"
+    assert "Traceback" not in last.stderr and "Py4JJavaError" not in last.stderr, last.stderr[-4000:]
     frames = feed_frames(DAY, n=TICKERS, duplicate_rate=0.05, correct_rate=0.05)
-    received, gaps = check_landed(warehouse, frames)
-    if played < 390 / speed - 2:  # killed while the feed still played: the restart left a gap, and recorded it
-        assert list(gaps["reason"]) == ["restart"], gaps
-        assert 10 < len(received) < 390
-    assert list(gaps["reason"]) in ([], ["restart"]), gaps
-    assert received[:1] == [0] and KEY not in second.stdout + second.stderr
+    # A run killed after its subscription but before its first frame landed leaves nothing a restart could measure a
+    # gap from: the check starts at the first frame that landed (the oldest file of the landing folder).
+    landing = sorted((warehouse / "_stream" / "stocks" / "minute_bars" / "landing").glob("*.json"))
+    first_landed = json.loads(landing[0].read_text().splitlines()[0])["s"]
+    first = next(m for m, frame in enumerate(frames) if frame[0]["s"] == first_landed)
+    assert first <= 10, f"the first frame landed was minute {first}: the first runs lost the start of the day"
+    received, gaps = check_landed(warehouse, frames, first)
+    assert set(gaps["reason"]) <= {"restart"}, gaps
+    assert 100 < len(received) < 390 and received[-1] == 389, (kills, len(received))
+    assert KEY not in last.stdout + last.stderr
+
+
+def _minute_bars_table(warehouse: Path, versions: int):
+    """A real catalog.db and minute_bars (pyiceberg's SqlCatalog, the same JDBC layout) with `versions` appends."""
+    import pyarrow as pa
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    warehouse.mkdir(parents=True, exist_ok=True)
+    cat = SqlCatalog("local", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.resolve().as_uri())
+    cat.create_namespace("stocks")
+    rows = pa.table({"symbol": pa.array(["A"], pa.string()), "close": pa.array([1.0], pa.float64())})
+    table = cat.create_table("stocks.minute_bars", rows.schema)
+    for _ in range(versions):
+        table.append(rows)
+    return cat, table
+
+
+def test_a_torn_last_commit_is_set_back_to_the_previous_whole_version(tmp_path):
+    """What a crash of the machine can leave (Hadoop writes Iceberg's files without fsync, SQLite's pointer is
+    synced): the current metadata file torn, or a file of the current snapshot gone. The start-up check sets the
+    table back to its newest whole version, says so in one line, and removes the checkpoint so the landed frames are
+    merged again."""
+    from lib.core.errors import StreamError
+    from lib.ingestion.stream import recover_tables, stream_paths
+    from lib.settings.command_line import command_line_params
+    from lib.settings.config import RunConfig
+
+    warehouse = tmp_path / "warehouse"
+    config = RunConfig.from_params(**command_line_params(str(REPO / "params/local.yaml"), [["warehouse", str(warehouse)]]))
+    paths = stream_paths(config)
+    cat, table = _minute_bars_table(warehouse, versions=3)
+    paths.checkpoint.mkdir(parents=True)
+    assert recover_tables(config, paths) == [] and paths.checkpoint.is_dir(), "a whole table is left alone"
+
+    current = Path(table.metadata_location.removeprefix("file://"))
+    current.write_text(current.read_text()[:200])  # torn: not whole JSON
+    repairs = recover_tables(config, paths)
+    assert len(repairs) == 2 and "set back to the previous whole version" in repairs[0] and current.name in repairs[0]
+    assert not paths.checkpoint.exists() and recover_tables(config, paths) == []
+    assert len(cat.load_table("stocks.minute_bars").scan().to_arrow()) == 2  # the version before the third append
+
+    manifest_list = Path(cat.load_table("stocks.minute_bars").current_snapshot().manifest_list.removeprefix("file://"))
+    manifest_list.unlink()
+    assert "manifest list" in recover_tables(config, paths)[0]
+    assert len(cat.load_table("stocks.minute_bars").scan().to_arrow()) == 1
+
+    for metadata in (warehouse / "stocks" / "minute_bars" / "metadata").glob("*.metadata.json"):
+        metadata.unlink()  # nothing whole left of a table that held data: one line that names the file and what to do
+    with pytest.raises(StreamError, match=r"stocks.minute_bars cannot be read: its metadata file .* is missing.*DROP") as info:
+        recover_tables(config, paths)
+    assert "\n" not in str(info.value)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -420,6 +420,157 @@ def start_query(spark, config: RunConfig, paths: StreamPaths):
 
 
 # --------------------------------------------------------------------------------------------------
+# Recovery on start: what a kill may have left half done
+# --------------------------------------------------------------------------------------------------
+
+STREAM_TABLES = ("minute_bars", "minute_bar_gaps")  # written by every micro-batch: checked down to their data files
+
+
+def _local_path(location: str) -> Path:
+    """A file:/… or file:///… location of the local warehouse as a path."""
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(location).path)) if location.startswith("file:") else Path(location)
+
+
+def _version_problem(location: str, deep: bool) -> str | None:
+    """What keeps the table version at this metadata file from being read (None: it is whole): a missing or torn
+    metadata file, or (deep) a missing manifest list, manifest or data file of its current snapshot."""
+    path = _local_path(location)
+    if not path.is_file():
+        return f"its metadata file {path} is missing"
+    try:
+        metadata = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return f"its metadata file {path} is torn ({path.stat().st_size} bytes that are not whole JSON)"
+    if not deep or metadata.get("current-snapshot-id") in (None, -1):
+        return None
+    # pyiceberg (heavy) reads the snapshot's manifest list and manifests the way every Iceberg reader does.
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+    from pyiceberg.table import StaticTable
+
+    table = StaticTable.from_metadata(location)
+    snapshot = table.current_snapshot()
+    if not _local_path(snapshot.manifest_list).is_file():
+        return f"the manifest list {_local_path(snapshot.manifest_list)} of its current snapshot is missing"
+    io = PyArrowFileIO()
+    for manifest in snapshot.manifests(io):
+        if not _local_path(manifest.manifest_path).is_file():
+            return f"the manifest {_local_path(manifest.manifest_path)} of its current snapshot is missing"
+        for entry in manifest.fetch_manifest_entry(io):
+            if not _local_path(entry.data_file.file_path).is_file():
+                return f"the data file {_local_path(entry.data_file.file_path)} of its current snapshot is missing"
+    return None
+
+
+def _earlier_versions(location: str, previous: str | None) -> list[str]:
+    """The table's earlier metadata files, newest first: the catalog's previous pointer, then the metadata log of the
+    current file (or, when that one is torn, of the previous one)."""
+    earlier = [previous] if previous else []
+    for source in (location, previous):
+        try:
+            entries = json.loads(_local_path(source).read_text()).get("metadata-log", []) if source else None
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        if entries is not None:
+            earlier += [e["metadata-file"] for e in sorted(entries, key=lambda e: e["timestamp-ms"], reverse=True)]
+            break
+    return list(dict.fromkeys(earlier))
+
+
+def recover_tables(config: RunConfig, paths: StreamPaths) -> list[str]:
+    """Before Spark opens the catalog: every table of the namespace must point at a whole metadata file, and the
+    stream's tables at a snapshot whose files are all there. A crash of the machine can leave a version half written
+    (Hadoop writes Iceberg's files without fsync, SQLite syncs the catalog's pointer to them): such a table is set back
+    to its newest whole version, in one compare-and-swap of the pointer, as the JdbcCatalog commits; a table torn in
+    its creation (no earlier version) is dropped from the catalog and created again by ensure_tables. When a stream
+    table went back, the checkpoint is removed: the query then replays the landing folder, which MERGE makes
+    idempotent. Returns one line per repair, each also logged; raises StreamError (naming the file and what to do)
+    for what it cannot repair."""
+    import shutil
+    import sqlite3
+
+    database = Path(config.warehouse).resolve() / "catalog.db"
+    if not database.is_file():
+        return []
+    repairs = []
+    with sqlite3.connect(database, timeout=60) as connection:
+        try:
+            rows = connection.execute(
+                "SELECT table_name, metadata_location, previous_metadata_location FROM iceberg_tables "
+                "WHERE catalog_name = ? AND table_namespace = ?", (config.catalog, config.namespace)
+            ).fetchall()  # fmt: skip
+        except sqlite3.DatabaseError as exc:
+            if "no such table" in str(exc):  # the catalog was being set up when the kill came: Spark completes it
+                return []
+            raise StreamError(f"the Iceberg catalog {database} cannot be read ({exc}); restore it from a backup, or "
+                              "move the warehouse aside and start again.") from None  # fmt: skip
+        for name, location, previous in rows:
+            deep = name in STREAM_TABLES
+            problem = _version_problem(location, deep)
+            if problem is None:
+                continue
+            earlier = _earlier_versions(location, previous)
+            whole = next((i for i, candidate in enumerate(earlier) if _version_problem(candidate, deep) is None), None)
+            table = f"{config.namespace}.{name}"
+            if whole is not None:
+                back, before = earlier[whole], (earlier[whole + 1] if whole + 1 < len(earlier) else None)
+                changed = connection.execute(
+                    "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? WHERE "
+                    "catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?",
+                    (back, before, config.catalog, config.namespace, name, location),
+                ).rowcount
+                if changed != 1:
+                    raise StreamError(f"{table} changed while it was being repaired ({problem}); another process "
+                                      "writes this warehouse: stop it, then start the stream again.")  # fmt: skip
+                repairs.append(f"{table}: the last commit was cut short by a crash ({problem}); set back to the "
+                               f"previous whole version {_local_path(back).name}")  # fmt: skip
+            elif not earlier:  # the first version: nothing was ever stored
+                connection.execute(
+                    "DELETE FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? "
+                    "AND metadata_location = ?", (config.catalog, config.namespace, name, location)
+                )  # fmt: skip
+                repairs.append(f"{table}: its creation was cut short by a crash ({problem}); it held no data and "
+                               "is created again")  # fmt: skip
+            else:
+                raise StreamError(
+                    f"{table} cannot be read: {problem}, and no earlier version of it is whole. Restore that file from "
+                    f"a backup; or, to rebuild {table} from the landed frames, drop it (DROP TABLE {table}) and remove "
+                    f"the checkpoint {paths.checkpoint}."
+                )
+            if deep and paths.checkpoint.exists():
+                shutil.rmtree(paths.checkpoint)
+                repairs.append(f"{table} went back: the checkpoint {paths.checkpoint} was removed, so the landed "
+                               "frames are merged again (a replay changes nothing that is stored)")  # fmt: skip
+    for line in repairs:
+        log.warning("recovered: %s", line)
+    return repairs
+
+
+MISSING_FILE_RE = re.compile(r"(?:File|file)[^\n]*?((?:file:)?/[^\s,;'\"]+?)(?: does not exist|$|[\s,;'\"])")
+
+
+def spark_failure(exc: BaseException, config: RunConfig, paths: StreamPaths) -> StreamError:
+    """A StreamError of one line for a failure inside Spark or Iceberg: the missing file it names, and what to do."""
+    java = getattr(exc, "java_exception", None)
+    causes = [str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__]
+    while java is not None:
+        causes.append(f"{java.getClass().getSimpleName()}: {java.getMessage()}")
+        java = java.getCause()
+    missing = next((c for c in reversed(causes) if "NotFound" in c or "does not exist" in c), None)
+    if missing is not None:
+        found = MISSING_FILE_RE.search(missing)
+        file = found[1] if found else missing.strip()[:300]
+        return StreamError(
+            f"a file of the warehouse is missing: {file}. Start the stream again: on start it sets a table whose last "
+            f"commit was cut short back to its previous whole version; if this repeats, restore the file from a "
+            f"backup, or remove the checkpoint {paths.checkpoint} to replay the landed frames."
+        )
+    return StreamError(f"the streaming query failed ({causes[-1].strip()[:300]}); start it again to resume from the "
+                       f"checkpoint {paths.checkpoint}.")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------------
 
@@ -467,27 +618,37 @@ def run_stream(config: RunConfig, topics: tuple[str, ...] = ("AM.*",), for_secon
         receiver = Receiver(url, key, topics, lander).start()
         receiver.wait_authenticated()
 
+        recover_tables(config, paths)
         from lib.storage import catalog
         from lib.storage.session import build_local_session
 
         spark = build_local_session(config.catalog, config.warehouse, app_name=f"stocks stream {config.ds}",
                                     shuffle_partitions=2, master=config.spark_master)  # fmt: skip
-        catalog.ensure_tables(spark, config)
-        query = start_query(spark, config, paths)
+        try:
+            catalog.ensure_tables(spark, config)
+            query = start_query(spark, config, paths)
+        except WorkspaceError:
+            raise
+        except Exception as exc:  # a Spark or Iceberg failure: one line that says what to do, not the JVM's trace
+            raise spark_failure(exc, config, paths) from None
         deadline = None if for_seconds is None else started + for_seconds
         while not stop.wait(0.2) and (deadline is None or time.monotonic() < deadline):
             if receiver.error is not None:
                 raise receiver.error
             if query.exception() is not None:
-                raise StreamError(f"the streaming query failed: {query.exception()}; run again to resume from the "
-                                  "checkpoint.")  # fmt: skip
+                raise spark_failure(query.exception(), config, paths)
         receiver.stop()
         lander.close()
-        query.processAllAvailable()  # every landed frame, into the table
-        query.stop()
-        table = catalog.table_identifier(config, "minute_bars")
-        spark.sql(f"REFRESH TABLE {table}")  # this session last loaded it when it created it
-        rows = spark.table(table).count()
+        try:
+            query.processAllAvailable()  # every landed frame, into the table
+            query.stop()
+        except Exception as exc:
+            raise spark_failure(exc, config, paths) from None
+        # Counted through a catalog connection of its own: this session's JdbcCatalog can hold a connection that still
+        # reads catalog.db as it was when the session started (Iceberg leaves a metadata ResultSet open on it, and
+        # SQLite's WAL keeps such a reader on its first snapshot). After a restart on existing tables, that pointer
+        # names a metadata file that 20 commits of this run have since deleted (write.metadata.previous-versions-max).
+        rows = catalog.pyiceberg_catalog(config).load_table((config.namespace, "minute_bars")).scan().count()
         return StreamReport(url, topics, receiver.frames, receiver.bars, receiver.gaps, receiver.reconnects, rows,
                             time.monotonic() - started)  # fmt: skip
     finally:
