@@ -247,3 +247,22 @@ def test_a_daily_write_to_a_month_partition_keeps_the_months_other_days(spark, w
                                       _price("AAA", march[2], 12.0)], PRICES_SCHEMA)  # fmt: skip
     assert_df_equality(catalog.read_table(spark, config, "stock_prices"), expected, ignore_row_order=True)
     assert spark.table(f"{config.table('stock_prices')}.files").count() == 1
+
+
+def test_the_session_takes_new_catalog_connections_and_sees_another_writers_commit(spark, warehouse):
+    """Another connection (pyiceberg here; a run in another process in life) commits; the session's renewed catalog
+    connections read that commit and write after it (what with_commit_retry does on SQLITE_BUSY_SNAPSHOT)."""
+    import pyarrow as pa
+
+    from lib.storage.session import renew_catalog_connections
+
+    config = config_for(warehouse, "renewed_connections")
+    catalog.ensure_tables(spark, config)
+    table = catalog.pyiceberg_catalog(config).load_table(f"{config.namespace}.anomalies")
+    other = {"ds": APRIL, "symbol": "OTHER", "date": APRIL, "kind": "gap", "value": 1.0, "score": 2.0, "threshold": 1.0}
+    table.append(pa.Table.from_pylist([other], schema=table.schema().as_arrow()))
+
+    assert renew_catalog_connections(spark) == ["local"]
+    ours = spark.createDataFrame([(APRIL, "OURS", dt.date(2024, 4, 2), "gap", 1.0, 2.0, 1.0)], catalog.SCHEMAS["anomalies"])
+    catalog.replace_rows(spark, config, "anomalies", ours, "date", dt.date(2024, 4, 2), dt.date(2024, 4, 2))
+    assert sorted(r.symbol for r in catalog.read_table(spark, config, "anomalies").collect()) == ["OTHER", "OURS"]

@@ -15,6 +15,7 @@ from pyspark.sql import types as T
 
 from lib.core.errors import CommitConflictError
 from lib.settings.config import RunConfig
+from lib.storage.session import renew_catalog_connections
 
 R = TypeVar("R")
 
@@ -259,6 +260,8 @@ def with_commit_retry(table: str, write: Callable[[], R], current_snapshot: Call
             text = _java_error_text(exc)
             if PARTIAL_FILE_DELETE in text or not any(marker in text for marker in RETRYABLE_COMMIT_ERRORS):
                 raise
+            if "SQLITE_BUSY_SNAPSHOT" in text:  # a catalog connection stuck on an old view: new ones, then retry
+                _renew_catalog_connections()
             if attempt == COMMIT_ATTEMPTS:
                 cause = next(line for line in text.splitlines() if any(m in line for m in RETRYABLE_COMMIT_ERRORS))
                 latest = None
@@ -271,6 +274,12 @@ def with_commit_retry(table: str, write: Callable[[], R], current_snapshot: Call
                 raise CommitConflictError(table, cause.strip()[:300], latest=latest, busy=busy) from None
             time.sleep(random.uniform(0.5, 2.0) * attempt)
     raise AssertionError("unreachable")
+
+
+def _renew_catalog_connections() -> None:
+    spark = SparkSession.getActiveSession()
+    if spark is not None:
+        renew_catalog_connections(spark)
 
 
 def quote_identifier(*parts: str) -> str:

@@ -79,6 +79,35 @@ def local_catalog_conf(catalog: str, warehouse: Path) -> dict[str, str]:
     }
 
 
+def renew_catalog_connections(spark) -> list[str]:
+    """Give every Iceberg JDBC catalog of the session a new pool of catalog connections; returns their names.
+
+    Iceberg's JdbcCatalog (1.10) leaves a metadata query open on one pooled connection when it starts
+    (updateSchemaIfRequired), and SQLite in WAL mode keeps that connection reading catalog.db as it was then. Once
+    another process has committed (a concurrent run, a publish in another process, the stream), that connection reads
+    stale table pointers and cannot write (SQLITE_BUSY_SNAPSHOT). Initializing the catalog again opens a new pool as
+    of now; the old one is closed.
+    """
+    conf = dict(spark.sparkContext.getConf().getAll())
+    renewed = []
+    for key, value in conf.items():
+        name = key.removeprefix("spark.sql.catalog.")
+        if name == key or "." in name or value != "org.apache.iceberg.spark.SparkCatalog":
+            continue
+        if not conf.get(f"{key}.catalog-impl", "").endswith("JdbcCatalog"):
+            continue
+        options = spark._jvm.java.util.HashMap()
+        for option, setting in conf.items():
+            if option.startswith(f"{key}."):
+                options.put(option[len(key) + 1 :], setting)
+        plugin = spark._jsparkSession.sessionState().catalogManager().catalog(name)
+        stale = plugin.icebergCatalog()
+        plugin.initialize(name, spark._jvm.org.apache.spark.sql.util.CaseInsensitiveStringMap(options))
+        stale.close()
+        renewed.append(name)
+    return renewed
+
+
 def build_local_session(
     catalog: str, warehouse: str | Path, app_name: str = "stocks", shuffle_partitions: int = 8, master: str = ""
 ):
