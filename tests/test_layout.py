@@ -78,6 +78,14 @@ def test_a_local_runs_relative_folders_are_the_workspaces_wherever_it_starts(tmp
     assert RunConfig.from_params(ds="2024-03-28", warehouse=str(tmp_path / "wh")).warehouse == str(tmp_path / "wh")
 
 
+def test_a_copy_of_the_workspace_is_its_own_workspace(tmp_path, monkeypatch):
+    """A notebook runs in its notebooks/ folder: the workspace is the nearest folder up holding notebooks/ and params/."""
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "params").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert RunConfig.from_params(ds="2024-03-28").warehouse == str(tmp_path / "warehouse")
+
+
 @pytest.mark.parametrize(("text", "value"), [
     ("5", 5), ("0.5", 0.5), ("true", True), ('{"a": 1}', {"a": 1}), ("2024-03-28", "2024-03-28"), ("[x", "[x"),
     ("AAPL,MSFT", "AAPL,MSFT"), ("", ""),

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from lib.core.errors import ConfigError
-from lib.core.paths import WORKSPACE
+from lib.core.paths import workspace_root
 from lib.settings.config import RunConfig
 
 DEFAULT_PARAMS_FILE = "params/local.yaml"
@@ -30,11 +30,11 @@ def add_params_arguments(parser: argparse.ArgumentParser, default_file: str = DE
 
 def params_file_path(path: str | os.PathLike) -> Path:
     """The params file a command names: as given when it exists, else relative to the workspace's root (so
-    `-f params/local.yaml` works from any folder)."""
+    `-f params/local.yaml` works from any folder, and from notebooks/)."""
     given = Path(path).expanduser()
     if given.exists() or given.is_absolute():
         return given
-    in_workspace = WORKSPACE / given
+    in_workspace = workspace_root() / given
     return in_workspace if in_workspace.exists() else given
 
 
