@@ -124,7 +124,8 @@ def test_submit_wait_creates_the_job_uploads_and_succeeds(aws, assets):
     assert f'ds = "{DS}"' in script and 'env = "glue"' in script and "resolve_parameters(" in script
     package = zipfile.ZipFile(io.BytesIO(s3_read(aws["s3"], arguments["--extra-py-files"])))
     names = set(package.namelist())
-    assert {"lib/__init__.py", "lib/steps.py", "lib/session.py", "lib/glue/job_args.py"} <= names
+    assert {"lib/__init__.py", "lib/running/steps.py", "lib/storage/session.py", "lib/glue/job_args.py",
+            "lib/storage/spark_conf/log4j2.properties", "lib/presentation/report_templates/run.html.j2"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
     run = aws["glue"].get_job_run(JobName=job_name, RunId=run_id)["JobRun"]

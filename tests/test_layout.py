@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,15 @@ def test_a_value_yaml_cannot_read_is_judged_by_its_parameter_not_a_yaml_tracebac
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "yaml" not in done.stderr.lower(), done.stderr
     assert "horizon_days must be an integer from 1 to 250, got '[x'" in done.stderr, done.stderr
+
+
+def test_lib_as_a_zip_holds_every_module_of_lib():
+    """What Glue's --extra-py-files and a cluster's executors import: every file of lib/, under lib/."""
+    import io
+    import zipfile
+
+    from lib.storage.package import package_lib
+
+    names = set(zipfile.ZipFile(io.BytesIO(package_lib())).namelist())
+    expected = {str(Path("lib") / p.relative_to(LIB)) for p in LIB.rglob("*.py") if "__pycache__" not in p.parts}
+    assert expected <= names, sorted(expected - names)[:10]

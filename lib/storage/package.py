@@ -7,7 +7,7 @@ import io
 import zipfile
 from pathlib import Path
 
-LIB_DIR = Path(__file__).resolve().parent
+LIB_DIR = Path(__file__).resolve().parents[1]  # lib/, this module being lib/storage/package.py
 
 
 def package_lib(lib_dir: Path = LIB_DIR) -> bytes:
