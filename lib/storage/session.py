@@ -79,6 +79,9 @@ def local_catalog_conf(catalog: str, warehouse: Path) -> dict[str, str]:
     }
 
 
+_RETIRED_CATALOGS: list = []  # catalogs replaced by renew_catalog_connections, still in use by older plans
+
+
 def renew_catalog_connections(spark) -> list[str]:
     """Give every Iceberg JDBC catalog of the session a new pool of catalog connections; returns their names.
 
@@ -86,7 +89,9 @@ def renew_catalog_connections(spark) -> list[str]:
     (updateSchemaIfRequired), and SQLite in WAL mode keeps that connection reading catalog.db as it was then. Once
     another process has committed (a concurrent run, a publish in another process, the stream), that connection reads
     stale table pointers and cannot write (SQLITE_BUSY_SNAPSHOT). Initializing the catalog again opens a new pool as
-    of now; the old one is closed.
+    of now. The old catalog is kept open, not closed: frames and tables loaded before hold its pool (a cached
+    DataFrame counted later, a table Spark resolved earlier in the step), and closing it made them fail with "Cannot
+    get a client from a closed pool". Its connections end with the process; a run renews at most a few times.
     """
     conf = dict(spark.sparkContext.getConf().getAll())
     renewed = []
@@ -103,7 +108,7 @@ def renew_catalog_connections(spark) -> list[str]:
         plugin = spark._jsparkSession.sessionState().catalogManager().catalog(name)
         stale = plugin.icebergCatalog()
         plugin.initialize(name, spark._jvm.org.apache.spark.sql.util.CaseInsensitiveStringMap(options))
-        stale.close()
+        _RETIRED_CATALOGS.append(stale)  # referenced, not closed: see above
         renewed.append(name)
     return renewed
 
