@@ -378,7 +378,9 @@ def test_array_integrity_clean(spark):
     assert (result.status, result.failed_rows) == ("pass", 0), result.details
 
 
-def test_array_integrity_late_data_passes_and_a_wrong_from_date_is_caught(spark):
+def test_array_integrity_late_data_passes_and_a_wrong_from_date_is_caught(spark, monkeypatch):
+    # The check's today is New York's: pinned, so a run across midnight in New York expects the day it judged by.
+    monkeypatch.setattr("lib.quality.checks.today_new_york", lambda: TODAY)
     # A run for Thursday 21st after Friday 22nd was applied: from_date stays Friday, after this run's ds.
     thursday, friday = D(2024, 3, 21), D(2024, 3, 22)
     context = prices(spark, [bar("AAPL", thursday), bar("AAPL", friday), bar("MSFT", thursday)])
