@@ -90,7 +90,8 @@ _BUCKETS_PER_PARTITION = 2  # groups of symbols per shuffle partition for the nu
 def robust_scores(
     daily: DataFrame, window: int = DEFAULT_WINDOW, min_bars: int = MIN_BARS, since: dt.date | None = None
 ) -> DataFrame:
-    """symbol, date, kind, value, score for every bar and kind with at least `min_bars` trailing values.
+    """symbol, date, kind, value, score for every bar and kind with at least `min_bars` trailing values (at most
+    `window`: a window shorter than min_bars scores once it is full, rather than never).
 
     value is the day's measure (see `measures`); score its robust z-score against the previous `window` bars.
     A trailing window with MAD 0 (a constant series) gives no score. `since`: score only the bars from that date on
@@ -101,6 +102,7 @@ def robust_scores(
     of the whole market, and a group per symbol pays pandas' overhead 33,000 times. The medians take the mean of
     the two middle values, as a hand computation does.
     """
+    min_bars = min(min_bars, window)
     per_kind = measures(daily).select(
         "symbol", "date", F.explode(F.array(*[F.struct(F.lit(k).alias("kind"), F.col(f"`{k}`").alias("value"))
                                              for k in KINDS])).alias("m"),
