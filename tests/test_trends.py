@@ -462,7 +462,7 @@ def test_trend_summary_by_hand(spark):
 
 
 def test_run_trends_windows_read_the_history_before_the_span(spark, warehouse):
-    """AAA trades from January 2023, BBB only from March 2024; 04_trends runs over April 2024 with no lookback."""
+    """AAA trades from January 2023, BBB only from March 2024; 04_trends runs over April 2024, its lookback the span."""
     days = trading_days(d("2023-01-03"), d("2024-04-30"))
     rng = np.random.default_rng(7)
     frames = []
@@ -474,13 +474,13 @@ def test_run_trends_windows_read_the_history_before_the_span(spark, warehouse):
                                     "close": close, "volume": volume, "vwap": close, "transactions": 10}))  # fmt: skip
     bars = pd.concat(frames, ignore_index=True)
     config = RunConfig(ds=d("2024-04-30"), start_ds=d("2024-04-01"), warehouse=str(warehouse), namespace="trends_warm_up",
-                       symbols=("AAA", "BBB"), lookback_days=0)  # fmt: skip
+                       symbols=("AAA", "BBB"), lookback_days=29)  # fmt: skip
     catalog.ensure_tables(spark, config)
     prices = spark.createDataFrame(bars, catalog.SCHEMAS["stock_prices"])
     catalog.replace_rows(spark, config, "stock_prices", prices, "date", days[0], days[-1])
     catalog.overwrite_partitions(config, "monthly_stock_prices", monthly.apply_days(prices, None, days))
 
-    report = steps.run_trends(spark, config, lookback_days=0)
+    report = steps.run_trends(spark, config, lookback_days=29)  # trend_summary of ds: 2024-04-01..30
     first = report.daily[report.daily["date"] == config.start_ds].set_index("symbol")
     aaa = bars[bars["symbol"] == "AAA"].set_index("date")
     assert first.loc["AAA", "ma_200"] == pytest.approx(aaa["close"].rolling(200).mean()[config.start_ds], rel=1e-12)

@@ -80,11 +80,22 @@ def _training_samples(bars: DataFrame, horizon_days: int, cutoff: dt.date) -> Da
     return result.dropna(subset=[*FEATURES, "label"])
 
 
-def walk_forward(spark: SparkSession, series: DataFrame, start: dt.date, end: dt.date, horizon_days: int) -> DataFrame:
+def walk_forward(
+    spark: SparkSession,
+    series: DataFrame,
+    start: dt.date,
+    end: dt.date,
+    horizon_days: int,
+    chosen: DataFrame | None = None,
+    trainers: dict[dt.date, list[str]] | None = None,
+) -> DataFrame:
     """Forecasts (symbol, model, origin_date, target_date, horizon, predicted_close) for origins start..end.
 
     The origins are the NYSE sessions of start..end on which a symbol has a bar; `series` as for `features`,
-    ending at or after `end` (bars after an origin are never read for its forecast).
+    ending at or after `end` (bars after an origin are never read for its forecast). `chosen` (origin_date, symbol)
+    limits each origin to its symbols (default: every symbol of the series); `trainers` maps a model cutoff
+    (model_cutoff) to the symbols whose samples the linear model of that cutoff learns from (default: every symbol
+    of the series). Both must be functions of the origin alone for a forecast not to depend on the span.
     """
     from pyspark.ml.feature import VectorAssembler
     from pyspark.ml.regression import LinearRegression
@@ -96,6 +107,8 @@ def walk_forward(spark: SparkSession, series: DataFrame, start: dt.date, end: dt
                                          "horizon int, predicted_close double")  # fmt: skip
     targets = spark.createDataFrame(target_dates(origins, horizon_days), "origin_date date, horizon int, target_date date")
     at_origin = bars.filter(F.col("date").between(F.lit(start), F.lit(end))).withColumnRenamed("date", "origin_date")
+    if chosen is not None:
+        at_origin = at_origin.join(F.broadcast(chosen.select("origin_date", "symbol")), ["origin_date", "symbol"])
     grid = at_origin.join(F.broadcast(targets), "origin_date")
     naive = grid.select("symbol", F.lit("naive").alias("model"), "origin_date", "target_date", "horizon",
                         F.col("close").alias("predicted_close"))  # fmt: skip
@@ -107,7 +120,8 @@ def walk_forward(spark: SparkSession, series: DataFrame, start: dt.date, end: dt
     assembler = VectorAssembler(inputCols=list(FEATURES), outputCol="features")
     linear_parts = []
     for cutoff in sorted({model_cutoff(origin) for origin in origins}):
-        training = _training_samples(bars, horizon_days, cutoff)
+        learners = bars if trainers is None else bars.filter(F.col("symbol").isin(list(trainers.get(cutoff, ()))))
+        training = _training_samples(learners, horizon_days, cutoff)
         if training.limit(2).count() < 2:
             continue
         # The normal-equation solver is deterministic: the same samples give the same coefficients.
@@ -126,12 +140,43 @@ def walk_forward(spark: SparkSession, series: DataFrame, start: dt.date, end: dt
     return result
 
 
-def with_actuals(forecasts: DataFrame, series: DataFrame, ds: dt.date) -> DataFrame:
-    """forecasts plus actual_close: the close on target_date when that is on or before ds and has a bar, else null."""
-    actual = series.filter(F.col("date") <= F.lit(ds)).select(
-        "symbol", F.col("date").alias("target_date"), F.col("close").alias("actual_close")
+def origin_factors(series: DataFrame, traded: DataFrame) -> DataFrame:
+    """symbol, origin_date, to_origin: what turns a price of `series` at or before an origin into the origin's basis.
+
+    `series` is an adjusted series (symbol, date, close, adjusted with the actions known at some day L) and `traded`
+    the as-traded closes (symbol, date, close). The actions with an ex-date after the origin scale every bar up to
+    the origin by the same factor, the adjusted close of the origin over its traded close: to_origin is its inverse.
+    A forecast made on `series` times to_origin is the forecast the origin's own day made (every model here is
+    linear in the price level, or uses returns only), so a forecast does not change when later splits or dividends
+    become known.
+    """
+    adjusted = series.select("symbol", F.col("date").alias("origin_date"), F.col("close").alias("_adjusted"))
+    as_traded = traded.select("symbol", F.col("date").alias("origin_date"), F.col("close").alias("_traded"))
+    return adjusted.join(as_traded, ["symbol", "origin_date"]).select(
+        "symbol", "origin_date", (F.col("_traded") / F.col("_adjusted")).alias("to_origin")
     )
-    return forecasts.join(actual, ["symbol", "target_date"], "left")
+
+
+def in_origin_basis(forecasts: DataFrame, factors: DataFrame) -> DataFrame:
+    """walk_forward's forecasts (made on an adjusted series) with predicted_close in each origin's basis."""
+    return (
+        forecasts.join(factors, ["symbol", "origin_date"])
+        .withColumn("predicted_close", F.col("predicted_close") * F.col("to_origin"))
+        .drop("to_origin")
+    )
+
+
+def with_actuals(forecasts: DataFrame, series: DataFrame, factors: DataFrame) -> DataFrame:
+    """forecasts (in their origins' basis) with actual_close: the target's close of `series` in the origin's basis
+    (the traded close restated by the actions between origin and target), null while the target has no bar."""
+    actual = series.select("symbol", F.col("date").alias("target_date"), F.col("close").alias("_actual"))
+    columns = [c for c in forecasts.columns if c != "actual_close"]
+    return (
+        forecasts.drop("actual_close")
+        .join(factors, ["symbol", "origin_date"], "left")  # an origin without its bar keeps its row, unscored
+        .join(actual, ["symbol", "target_date"], "left")
+        .select(*columns, (F.col("_actual") * F.col("to_origin")).alias("actual_close"))
+    )
 
 
 def metrics(forecasts: DataFrame) -> DataFrame:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lib.analytics import anomalies, forecast, indicators, prices, trends
@@ -484,14 +484,20 @@ def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date, adj
 def run_trends(
     spark: SparkSession, config: RunConfig, lookback_days: int = 365, volatility_window: int = 20, anomaly_z: float = 3.5
 ) -> TrendsReport:
-    """The analytics of 04_trends, computed in Spark; only small per-symbol aggregates come back as pandas."""
+    """The analytics of 04_trends, computed in Spark; only small per-symbol aggregates come back as pandas.
+
+    The figures cover start_ds..ds and at least the lookback_days before ds. The symbols drawn are config.symbols or
+    the top_n leaders of ds (leaders_by_day), and trend_summary of ds covers the lookback_days up to it: both are
+    functions of ds and the stored bars, so a daily run and a backfill write the same.
+    """
     config = wap.on_main(config)  # analysis reads main: only published, audited data
 
     start = min(config.start_ds, config.ds - dt.timedelta(days=lookback_days))
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "04_trends", ("monthly_stock_prices",), start=start)
     daily = trend_daily_rows(spark, config, start, config.adjust).cache()
-    symbols = list(config.symbols) or trends.top_symbols_by_dollar_volume(daily, config.top_n)
+    leaders = leaders_by_day(spark, config, [_session_on_or_before(config.ds)], config.top_n)
+    symbols = list(config.symbols) or [r.symbol for r in leaders.orderBy(F.desc("dollar_volume"), "symbol").collect()]
     chosen = daily.filter(F.col("symbol").isin(symbols))
     windowed = trend_windows(spark, config, chosen, start, symbols, volatility_window, anomaly_z)
     ma_columns = [c for c in windowed.columns if c.startswith("ma_")]
@@ -515,8 +521,9 @@ def run_trends(
         correlations=trends.return_correlations(chosen, symbols),
         adjust=config.adjust,
     )
+    # trend_summary of a ds covers the lookback_days up to it, whatever the span: a function of the day.
     summary = (
-        trends.trend_summary(daily)
+        trends.trend_summary(daily.filter(F.col("date") >= F.lit(config.ds - dt.timedelta(days=lookback_days))))
         .withColumn("ds", F.lit(config.ds))
         .withColumn("adjust", F.lit(config.adjust))
         .select(*catalog.SCHEMAS["trend_summary"].names)
@@ -556,20 +563,63 @@ def trend_windows(
 
 
 def adjusted_history(
-    spark: SparkSession, config: RunConfig, adjust: str, start: dt.date | None = None, symbols: list[str] | None = None
+    spark: SparkSession,
+    config: RunConfig,
+    adjust: str,
+    start: dt.date | None = None,
+    symbols: list[str] | None = None,
+    through: dt.date | None = None,
 ) -> DataFrame:
-    """stock_prices from `start` (default: the first bar) through ds, bars with a close only, adjusted as lib.prices
-    does with the actions known by ds (`adjust`: raw, split or total_return; volume divided by the split factor)."""
+    """stock_prices from `start` (default: the first bar) through `through` (default ds), bars with a close only,
+    adjusted as lib.prices does with the actions known by that day (`adjust`: raw, split or total_return; volume
+    divided by the split factor)."""
     config = wap.on_main(config)  # analysis reads main: only published, audited data
-
+    through = through or config.ds
     daily = catalog.read_table(spark, config, "stock_prices").filter(
-        (F.col("date") <= F.lit(config.ds)) & F.col("close").isNotNull()
+        (F.col("date") <= F.lit(through)) & F.col("close").isNotNull()
     )
     if start is not None:
         daily = daily.filter(F.col("date") >= F.lit(start))
     if symbols is not None:
         daily = daily.filter(F.col("symbol").isin(list(symbols)))
-    return prices.adjust_frame(daily, _corporate_actions(spark, config), adjust, as_of=config.ds)
+    return prices.adjust_frame(daily, _corporate_actions(spark, config), adjust, as_of=through)
+
+
+@dataclasses.dataclass
+class Restatement:
+    """The days an analysis run (re)writes: its span, and what a split it learns of changes before it.
+
+    Analysis tables are stored in the basis of the warehouse's last bar (`through`, on or after ds): a run of a past
+    day writes its rows as a range run over the whole warehouse would, and rewrites the days after it, which its
+    bars may change (late data). A split whose ex-date falls in the span, or that the run saw first, puts every
+    earlier row of its symbol in another basis: those symbols' whole history is rewritten (`start` goes back to
+    their first bar).
+    """
+
+    start: dt.date
+    through: dt.date
+    symbols: list[str]  # the symbols restated from their first bar
+
+    def summary(self) -> str:
+        restated = f"; restated from {self.start} for the splits of {', '.join(self.symbols)}" if self.symbols else ""
+        return f"days {self.start}..{self.through}{restated}"
+
+
+def restatement(spark: SparkSession, config: RunConfig) -> Restatement:
+    config = wap.on_main(config)
+    stored = catalog.read_table(spark, config, "stock_prices")
+    through = max(config.ds, stored.agg(F.max("date")).first()[0] or config.ds)
+    span = (F.col("ex_date").between(F.lit(config.start_ds), F.lit(config.ds))
+            | F.col("first_seen_ds").between(F.lit(config.start_ds), F.lit(config.ds)))  # fmt: skip
+    splits = _corporate_actions(spark, config).filter(
+        (F.col("action_type") == "split") & (F.col("ex_date") <= F.lit(through)) & span
+    )
+    symbols = sorted({r.symbol for r in splits.select("symbol").distinct().collect()})
+    start = config.start_ds
+    if symbols:
+        first = stored.filter(F.col("symbol").isin(symbols)).agg(F.min("date")).first()[0]
+        start = min(start, first or start)
+    return Restatement(start, through, symbols)
 
 
 @dataclasses.dataclass
@@ -593,12 +643,13 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "indicators", ("stock_prices",))
+    days = restatement(spark, config)
     # Checkpointed: replace_rows reads its frame twice (the range check, the write), and the fold over every
-    # symbol's whole history is the expensive part; what is kept is only the span's rows.
-    values = indicators.technical_indicators(adjusted_history(spark, config, "split")).filter(
-        F.col("date").between(F.lit(config.start_ds), F.lit(config.ds))
+    # symbol's whole history is the expensive part; what is kept is only the rewritten days' rows.
+    values = indicators.technical_indicators(adjusted_history(spark, config, "split", through=days.through)).filter(
+        F.col("date").between(F.lit(days.start), F.lit(days.through))
     ).localCheckpoint(eager=True)
-    catalog.replace_rows(spark, config, "technical_indicators", values, "date", config.start_ds, config.ds)
+    catalog.replace_rows(spark, config, "technical_indicators", values, "date", days.start, days.through)
     written = span_table(spark, config, "technical_indicators")
     return IndicatorsReport(written.count(), written.select("symbol").distinct().count(), time.monotonic() - started)
 
@@ -627,15 +678,17 @@ def run_anomalies(
     window = window or anomalies.DEFAULT_WINDOW
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "anomalies", ("stock_prices",))
-    # `window` trading bars before start_ds, and a margin for holidays and missing bars.
-    history = adjusted_history(spark, config, "total_return", start=config.start_ds - dt.timedelta(days=2 * window + 30))
+    days = restatement(spark, config)
+    # `window` trading bars before the first day written, and a margin for holidays and missing bars.
+    history = adjusted_history(spark, config, "total_return", start=days.start - dt.timedelta(days=2 * window + 30),
+                               through=days.through)  # fmt: skip
     flagged = (
-        anomalies.flag(anomalies.robust_scores(history, window=window, since=config.start_ds), thresholds)
-        .filter(F.col("date").between(F.lit(config.start_ds), F.lit(config.ds)))
+        anomalies.flag(anomalies.robust_scores(history, window=window, since=days.start), thresholds)
+        .filter(F.col("date").between(F.lit(days.start), F.lit(days.through)))
         .withColumn("ds", F.lit(config.ds))
         .localCheckpoint(eager=True)  # scored once: replace_rows reads its frame twice, the flagged rows are few
     )
-    catalog.replace_rows(spark, config, "anomalies", flagged, "date", config.start_ds, config.ds)
+    catalog.replace_rows(spark, config, "anomalies", flagged, "date", days.start, days.through)
     stored = span_table(spark, config, "anomalies").orderBy("date", "symbol", "kind").toPandas()
     return AnomaliesReport(stored, time.monotonic() - started)
 
@@ -669,34 +722,71 @@ class ForecastReport:
 
 
 def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
-    """Walk-forward forecasts for the origins of start_ds..ds at horizons 1..horizon_days, and their scores.
+    """Walk-forward forecasts for the origins of start_ds..ds at horizons 1..horizon_days, and the scores of ds.
 
-    The series is the one 04_trends analyses (config.adjust, actions known by ds); symbols are config.symbols or
-    the top_n by dollar volume over the span. Writes `forecasts` (replacing origins start_ds..ds) and this ds's
-    `forecast_metrics`, computed from the forecasts just written whose actual is known.
+    At each origin the symbols are config.symbols or the top_n by dollar volume over the 20 sessions up to it
+    (leaders_by_day), and the linear model of a month learns from the leaders of its cutoff session: a forecast is a
+    function of its origin and the stored bars, never of the span. Forecasts are stored in the origin's basis
+    (forecast.origin_factors). The run writes its origins and fills actual_close of the earlier forecasts whose
+    targets are days it brought (start_ds..ds), in one replace of their origins. forecast_metrics of ds scores every
+    stored forecast whose target is on or before ds and whose origin lies in the FORECAST_SCORE_DAYS before it.
     """
     config = wap.on_main(config)  # analysis reads main: only published, audited data
 
     started = time.monotonic()
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "05_forecast", ("stock_prices",))
-    symbols = list(config.symbols) or trends.top_symbols_by_dollar_volume(span_table(spark, config, "stock_prices"),
-                                                                          config.top_n)  # fmt: skip
-    series = adjusted_history(spark, config, config.adjust, symbols=symbols).cache()
-    predicted = forecast.walk_forward(spark, series, config.start_ds, config.ds, config.horizon_days)
-    rows = forecast.with_actuals(predicted, series, config.ds).withColumn("ds", F.lit(config.ds))
-    catalog.replace_rows(spark, config, "forecasts", rows, "origin_date", config.start_ds, config.ds)
-    written = span_table(spark, config, "forecasts", column="origin_date").filter(F.col("ds") == F.lit(config.ds))
-    scores = forecast.metrics(written).withColumn("ds", F.lit(config.ds))
+    origins = config.span_days
+    cutoffs = {forecast.model_cutoff(o) for o in origins}
+    cutoff_sessions = {c: _session_on_or_before(c) for c in cutoffs}
+    leaders = _chosen_symbols(spark, config, sorted(set(origins) | set(cutoff_sessions.values())))
+    chosen = leaders.filter(F.col("day").isin(origins)).withColumnRenamed("day", "origin_date")
+    by_day: dict[dt.date, list[str]] = {}
+    for row in leaders.collect():
+        by_day.setdefault(row.day, []).append(row.symbol)
+    trainers = {cutoff: by_day.get(session, []) for cutoff, session in cutoff_sessions.items()}
+
+    stored = catalog.read_table(spark, config, "forecasts")
+    # Earlier forecasts whose targets this run brought: their origins are rewritten with the actuals filled.
+    refill = stored.filter((F.col("origin_date") < F.lit(config.start_ds)) & F.col("target_date").between(
+        F.lit(config.start_ds), F.lit(config.ds)))  # fmt: skip
+    first_refill = refill.agg(F.min("origin_date")).first()[0]
+    carried = (
+        stored.filter(F.col("origin_date").between(F.lit(first_refill), F.lit(config.start_ds - dt.timedelta(days=1))))
+        if first_refill else stored.limit(0)
+    ).cache()  # fmt: skip
+    symbols = sorted(set(symbol for names in by_day.values() for symbol in names)
+                     | {r.symbol for r in carried.select("symbol").distinct().collect()})  # fmt: skip
+    traded = catalog.read_table(spark, config, "stock_prices").filter(
+        F.col("symbol").isin(symbols) & F.col("close").isNotNull()
+    )
+    last_bar = traded.agg(F.max("date")).first()[0] or config.ds
+    # Adjusted with every action known through the last stored bar (on or after ds): the basis cancels out
+    # (origin_factors), and targets after ds that a re-run of a past day finds stored get their actual too.
+    series = prices.adjust_frame(traded, _corporate_actions(spark, config), config.adjust, as_of=last_bar).cache()
+    factors = forecast.origin_factors(series, traded)
+    predicted = forecast.walk_forward(spark, series, config.start_ds, config.ds, config.horizon_days, chosen, trainers)
+    made = forecast.with_actuals(forecast.in_origin_basis(predicted, factors), series, factors)
+    rows = made.withColumn("ds", F.lit(config.ds)).unionByName(forecast.with_actuals(carried, series, factors))
+    catalog.replace_rows(spark, config, "forecasts", rows, "origin_date", first_refill or config.start_ds, config.ds)
+    carried.unpersist()
+
+    stored = catalog.read_table(spark, config, "forecasts")
+    scored_from = config.ds - dt.timedelta(days=FORECAST_SCORE_DAYS)
+    scores = forecast.metrics(
+        stored.filter((F.col("target_date") <= F.lit(config.ds)) & (F.col("origin_date") > F.lit(scored_from)))
+    ).withColumn("ds", F.lit(config.ds))
     catalog.replace_rows(spark, config, "forecast_metrics", scores, "ds", config.ds, config.ds)
+    written = stored.filter(F.col("origin_date").between(F.lit(config.start_ds), F.lit(config.ds)))
     closes = (
-        series.filter(F.col("date") >= F.lit(config.start_ds - dt.timedelta(days=45)))
+        series.filter(F.col("date").between(F.lit(config.start_ds - dt.timedelta(days=45)), F.lit(config.ds)))
+        .filter(F.col("symbol").isin(by_day.get(origins[-1], []) if origins else []))
         .select("symbol", "date", "close")
         .orderBy("symbol", "date")
         .toPandas()
     )
     report = ForecastReport(
-        symbols=symbols,
+        symbols=by_day.get(origins[-1], []) if origins else [],
         forecasts=written.orderBy("symbol", "model", "origin_date", "horizon").toPandas(),
         metrics=span_table(spark, config, "forecast_metrics", column="ds", start=config.ds)
         .orderBy("model", "horizon")
@@ -706,6 +796,46 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
     )
     series.unpersist()
     return report
+
+
+# forecast_metrics of a ds scores the stored forecasts whose origin lies in the year before it.
+FORECAST_SCORE_DAYS = 365
+# The sessions over which dollar volume chooses the symbols 04_trends draws and 05_forecast forecasts.
+LEADER_SESSIONS = 20
+
+
+def _session_on_or_before(day: dt.date) -> dt.date:
+    return trading_days(day - dt.timedelta(days=14), day)[-1]
+
+
+def leaders_by_day(spark: SparkSession, config: RunConfig, days: list[dt.date], n: int) -> DataFrame:
+    """day, symbol, dollar_volume: for each day of `days`, the n symbols with a bar that day and the largest dollar volume (traded
+    close times volume, which no split or dividend changes) over the LEADER_SESSIONS NYSE sessions up to it, ties
+    by symbol. A function of the day and the stored bars: a daily run and a backfill choose the same."""
+    if not days or n <= 0:
+        return spark.createDataFrame([], "day date, symbol string, dollar_volume double")
+    sessions = trading_days(min(days) - dt.timedelta(days=2 * LEADER_SESSIONS + 14), max(days))
+    numbered = spark.createDataFrame([(d, i) for i, d in enumerate(sessions)], "date date, session int")
+    bars = (
+        catalog.read_table(spark, config, "stock_prices")
+        .filter(F.col("date").between(F.lit(sessions[0]), F.lit(max(days))) & F.col("close").isNotNull())
+        .join(F.broadcast(numbered), "date")
+    )
+    trailing = Window.partitionBy("symbol").orderBy("session").rangeBetween(-(LEADER_SESSIONS - 1), 0)
+    ranked = (
+        bars.select("symbol", "date", F.sum(F.col("close") * F.col("volume")).over(trailing).alias("dollar_volume"))
+        .filter(F.col("date").isin(list(days)))
+        .withColumn("rank", F.row_number().over(
+            Window.partitionBy("date").orderBy(F.col("dollar_volume").desc_nulls_last(), "symbol")))
+    )  # fmt: skip
+    return ranked.filter(F.col("rank") <= n).select(F.col("date").alias("day"), "symbol", "dollar_volume")
+
+
+def _chosen_symbols(spark: SparkSession, config: RunConfig, days: list[dt.date]) -> DataFrame:
+    """day, symbol: config.symbols on every day, or the top_n leaders of each day."""
+    if config.symbols:
+        return spark.createDataFrame([(d, s) for d in days for s in config.symbols], "day date, symbol string")
+    return leaders_by_day(spark, config, days, config.top_n).drop("dollar_volume")
 
 
 def indicator_sample(spark: SparkSession, config: RunConfig, symbols: list[str], start: dt.date | None = None) -> pd.DataFrame:
