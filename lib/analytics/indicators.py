@@ -18,8 +18,11 @@ TA-Lib's conventions kept (lookbacks and seeds, with no extra unstable period):
 - Bollinger(20, 2): SMA(20) +- 2 population standard deviations, from bar 19.
 - OBV: starts at the first bar's volume, then adds or subtracts each bar's volume by the sign of the close's change.
 
-Bar numbers count from each symbol's first bar in the frame: the indicators of a day depend on every bar before
-it, so callers give the symbol's whole stored history (lib.running.steps.run_indicators does).
+Bar numbers count from each symbol's first bar: the indicators of a day depend on every bar before it. A caller
+gives either a symbol's whole history, or the state its fold reached on the bar before a day (STATE_COLUMNS, stored
+with every row of technical_indicators) and the bars from there on, with the BB_PERIOD - 1 bars before for the
+windows: the fold then continues with the same operations in the same order, so the values are the same to the bit
+(lib.running.steps.run_indicators does this for daily runs).
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def _k(period: int) -> float:
     return 2.0 / (period + 1)  # TA-Lib's PER_TO_K
 
 
-STATE_FIELDS = ("gain", "loss", "atr", "fast", "slow", "signal")
+STATE_FIELDS = ("gain", "loss", "atr", "fast", "slow", "signal", "obv")
+# The fold's state after a bar, stored with its row (the fold's field names in STATE_FIELDS order; obv is its own).
+STATE_COLUMNS = ("bar_number", "wilder_gain", "wilder_loss", "wilder_atr", "ema_fast", "ema_slow", "ema_signal", "obv")
 
 
 def _state_type() -> str:
@@ -88,15 +93,21 @@ def _step(states: Column, bar: Column) -> Column:
         fast.alias("fast"),
         slow.alias("slow"),
         _ema(i, state["signal"], fast - slow, MACD_SIGNAL, MACD_START).alias("signal"),
+        # TA-Lib's OBV: the first bar's volume, then plus or minus each bar's volume by the sign of the change.
+        F.when(i == 0, bar["volume"]).otherwise(state["obv"] + bar["signed_volume"]).alias("obv"),
     )
     return F.concat(states, F.array(after))
 
 
-def technical_indicators(daily: DataFrame) -> DataFrame:
+def technical_indicators(daily: DataFrame, prior: DataFrame | None = None, start=None) -> DataFrame:
     """The indicators of every bar of `daily` (symbol, date, high, low, close, volume; one row per symbol and date).
 
-    Returns symbol, date and INDICATOR_COLUMNS; a value is null before its TA-Lib lookback (bar numbers from each
-    symbol's first bar in `daily`). Bars with a null close should be dropped first: they would break the recursions.
+    Returns symbol, date, INDICATOR_COLUMNS and the fold's state after the bar (STATE_COLUMNS); a value is null
+    before its TA-Lib lookback. Without `prior`, bar numbers count from each symbol's first bar in `daily` (give its
+    whole history). With `prior` (symbol and STATE_COLUMNS: the state after each symbol's last bar before `start`),
+    only the bars from `start` on are folded and returned, continuing each symbol's state; `daily` must hold the
+    BB_PERIOD - 1 bars of each symbol before `start` (the bands' window and the previous close) and every symbol of
+    `daily` must be in `prior`. Bars with a null close should be dropped first: they would break the recursions.
     """
     by_date = Window.partitionBy("symbol").orderBy("date")
     last_20 = by_date.rowsBetween(-(BB_PERIOD - 1), Window.currentRow)
@@ -105,40 +116,40 @@ def technical_indicators(daily: DataFrame) -> DataFrame:
         "symbol",
         "date",
         "close",
+        "volume",
         (F.row_number().over(by_date) - 1).alias("i"),
         F.when(change > 0, change).otherwise(F.lit(0.0)).alias("gain"),
         F.when(change < 0, -change).otherwise(F.lit(0.0)).alias("loss"),
         F.coalesce(
             F.greatest("high", F.lag("close").over(by_date)) - F.least("low", F.lag("close").over(by_date)), F.lit(0.0)
         ).alias("tr"),
+        F.when(change > 0, F.col("volume")).when(change < 0, -F.col("volume")).otherwise(F.lit(0.0))
+        .cast("double").alias("signed_volume"),
         F.when(F.count("close").over(last_20) == BB_PERIOD, F.avg("close").over(last_20)).alias("bb_middle"),
         F.stddev_pop("close").over(last_20).alias("bb_sd"),
-        # TA-Lib's OBV: the first bar's volume, then signed volumes (a double sum of whole volumes is exact).
-        F.sum(
-            F.when(F.row_number().over(by_date) == 1, F.col("volume"))
-            .when(change > 0, F.col("volume"))
-            .when(change < 0, -F.col("volume"))
-            .otherwise(F.lit(0.0))
-        )
-        .over(by_date.rowsBetween(Window.unboundedPreceding, Window.currentRow))
-        .cast("double")
-        .alias("obv"),
-    )
-    # The fold starts from one all-zero state (bar -1), dropped after.
-    initial = F.array(F.struct(F.lit(-1).alias("i"), F.lit(None).cast("date").alias("date"),
-                               *[F.lit(0.0).alias(name) for name in STATE_FIELDS]).cast(_state_type()))  # fmt: skip
-    ordered = F.array_sort(F.collect_list(F.struct("i", "date", "close", "gain", "loss", "tr")))  # by i, the first field
+    )  # fmt: skip
+    # The fold starts from the stored state, or from one all-zero state (bar -1); the start is dropped after.
+    if prior is None:
+        initial = F.array(F.struct(F.lit(-1).alias("i"), F.lit(None).cast("date").alias("date"),
+                                   *[F.lit(0.0).alias(name) for name in STATE_FIELDS]).cast(_state_type()))  # fmt: skip
+    else:
+        fold_names = ("i", *STATE_FIELDS[:-1], "obv")  # STATE_COLUMNS' names in the fold
+        stored = prior.select("symbol", *[F.col(c).alias(f"_{f}") for c, f in zip(STATE_COLUMNS, fold_names, strict=True)])
+        bars = bars.filter(F.col("date") >= F.lit(start)).join(stored, "symbol")
+        bars = bars.withColumn("i", F.col("_i") + F.row_number().over(by_date))
+        initial = F.array(F.struct(F.first("_i").alias("i"), F.lit(None).cast("date").alias("date"),
+                                   *[F.first(f"_{name}").alias(name) for name in STATE_FIELDS]).cast(_state_type()))  # fmt: skip
+    ordered = F.array_sort(F.collect_list(F.struct("i", "date", "close", "gain", "loss", "tr", "volume", "signed_volume")))
     states = (
         bars.groupBy("symbol")
-        .agg(ordered.alias("bars"))
-        .select("symbol", F.inline(F.slice(F.aggregate("bars", initial, _step), 2, 1 << 30)))
-        .drop("i")
+        .agg(ordered.alias("bars"), initial.alias("initial"))
+        .select("symbol", F.inline(F.slice(F.aggregate("bars", F.col("initial"), _step), 2, 1 << 30)))
     )
     i, gain, loss = F.col("i"), F.col("gain"), F.col("loss")
     macd = F.when(i >= SIGNAL_START, F.col("fast") - F.col("slow"))
     signal = F.when(i >= SIGNAL_START, F.col("signal"))
     band = BB_DEVIATIONS * F.col("bb_sd")
-    return bars.select("symbol", "date", "i", "bb_middle", "bb_sd", "obv").join(states, ["symbol", "date"]).select(
+    return bars.select("symbol", "date", "bb_middle", "bb_sd").join(states, ["symbol", "date"]).select(
         "symbol",
         "date",
         F.when(i < RSI_PERIOD, F.lit(None).cast("double"))
@@ -153,4 +164,11 @@ def technical_indicators(daily: DataFrame) -> DataFrame:
         (F.col("bb_middle") - band).alias("bb_lower"),
         F.when(i >= ATR_PERIOD, F.col("atr")).alias("atr_14"),
         "obv",
+        i.alias("bar_number"),
+        gain.alias("wilder_gain"),
+        loss.alias("wilder_loss"),
+        F.col("atr").alias("wilder_atr"),
+        F.col("fast").alias("ema_fast"),
+        F.col("slow").alias("ema_slow"),
+        F.col("signal").alias("ema_signal"),
     )

@@ -627,16 +627,25 @@ class IndicatorsReport:
     rows: int
     symbols: int
     seconds: float
+    from_first_bar: int = 0  # symbols folded from their first bar (no usable stored state)
 
     def summary(self) -> str:
-        return f"technical_indicators: {self.rows:,} rows for {self.symbols:,} symbols in {self.seconds:.1f}s"
+        return (
+            f"technical_indicators: {self.rows:,} rows for {self.symbols:,} symbols in {self.seconds:.1f}s "
+            f"({self.from_first_bar:,} folded from their first bar, the others from their stored state)"
+        )
 
 
 def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
-    """technical_indicators for the span's trading days, from each symbol's whole split-adjusted history (idempotent).
+    """technical_indicators for the span's trading days (and what `restatement` adds), idempotent.
 
-    The recursions (Wilder, EMA) start at a symbol's first stored bar, so a day's values do not depend on the
-    span that computed them: a daily run and a backfill write the same numbers.
+    The recursions (Wilder, EMA, OBV) run from each symbol's first stored bar, so a day's values do not depend on the
+    span that computed them: a daily run and a backfill write the same numbers. A daily run does not fold the whole
+    history again: it continues from the fold's state stored with each symbol's row of its last bar before the span,
+    reading only the bars the bands' window needs before the span. A symbol without a usable state (a split to
+    restate, a warehouse written before the state was stored, a halt longer than the window read, a day whose
+    indicators were never computed) is folded from its first bar; a symbol whose first bar is in the span simply
+    starts there.
     """
     config = wap.on_main(config)  # analysis reads main: only published, audited data
 
@@ -644,14 +653,65 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "indicators", ("stock_prices",))
     days = restatement(spark, config)
-    # Checkpointed: replace_rows reads its frame twice (the range check, the write), and the fold over every
-    # symbol's whole history is the expensive part; what is kept is only the rewritten days' rows.
-    values = indicators.technical_indicators(adjusted_history(spark, config, "split", through=days.through)).filter(
-        F.col("date").between(F.lit(days.start), F.lit(days.through))
-    ).localCheckpoint(eager=True)
-    catalog.replace_rows(spark, config, "technical_indicators", values, "date", days.start, days.through)
+    start, through = config.start_ds, days.through
+    window_from = start - dt.timedelta(days=_INDICATOR_WINDOW_DAYS)
+    history = adjusted_history(spark, config, "split", start=window_from, through=through).cache()
+    stored = catalog.read_table(spark, config, "technical_indicators")
+    before = Window.partitionBy("symbol").orderBy(F.col("date").desc())
+    searched = (start - dt.timedelta(days=_INDICATOR_STATE_DAYS), start - dt.timedelta(days=1))
+    prior = (
+        stored.filter(F.col("date").between(F.lit(searched[0]), F.lit(searched[1])))
+        .withColumn("_latest", F.row_number().over(before)).filter("_latest = 1").drop("_latest")
+    )  # fmt: skip
+    seen = history.filter(F.col("date") < F.lit(start)).groupBy("symbol").agg(
+        F.max("date").alias("last_bar"), F.count(F.lit(1)).alias("bars_before")
+    )
+    restated = spark.createDataFrame([(s,) for s in days.symbols], "symbol string")
+    usable = (
+        prior.join(seen, "symbol")
+        .filter((F.col("date") == F.col("last_bar")) & F.col("bar_number").isNotNull()
+                & (F.col("bars_before") >= F.least(F.lit(indicators.BB_PERIOD - 1), F.col("bar_number") + 1)))
+        .join(restated, "symbol", "left_anti")
+        .select("symbol", *indicators.STATE_COLUMNS)
+    )  # fmt: skip
+    in_span = history.filter(F.col("date") >= F.lit(start)).select("symbol").distinct()
+    others = in_span.join(usable.select("symbol"), "symbol", "left_anti").join(restated, "symbol", "left_anti")
+    # A symbol with no bar before the window read has its whole history there; one with older bars (or a bar in the
+    # window but no usable state) is folded from its first bar.
+    older = (
+        catalog.read_table(spark, config, "stock_prices").filter(F.col("date") < F.lit(window_from))
+        .join(F.broadcast(others), "symbol", "left_semi").select("symbol").distinct()
+    )  # fmt: skip
+    fresh = others.join(seen.select("symbol"), "symbol", "left_anti").join(older, "symbol", "left_anti")
+    from_first_bar = sorted({r.symbol for r in others.join(fresh, "symbol", "left_anti").collect()} | set(days.symbols))
+    parts = [
+        indicators.technical_indicators(history.join(F.broadcast(usable.select("symbol")), "symbol", "left_semi"), usable, start),
+        indicators.technical_indicators(history.join(F.broadcast(fresh), "symbol", "left_semi")),
+    ]
+    if from_first_bar:
+        whole = adjusted_history(spark, config, "split", symbols=from_first_bar, through=through)
+        parts.append(indicators.technical_indicators(whole).filter(
+            (F.col("date") >= F.lit(start)) | F.col("symbol").isin(list(days.symbols))))  # fmt: skip
+    if days.start < start:  # the restated symbols' earlier rows: the other symbols' rows of those days are kept
+        parts.append(stored.filter(F.col("date").between(F.lit(days.start), F.lit(start - dt.timedelta(days=1))))
+                     .join(restated, "symbol", "left_anti"))  # fmt: skip
+    values = parts[0].unionByName(parts[1])
+    for part in parts[2:]:
+        values = values.unionByName(catalog.conform(part, "technical_indicators"), allowMissingColumns=True)
+    # Checkpointed: replace_rows reads its frame twice (the range check, the write).
+    values = values.filter(F.col("date").between(F.lit(days.start), F.lit(through))).localCheckpoint(eager=True)
+    history.unpersist()
+    catalog.replace_rows(spark, config, "technical_indicators", values, "date", days.start, through)
     written = span_table(spark, config, "technical_indicators")
-    return IndicatorsReport(written.count(), written.select("symbol").distinct().count(), time.monotonic() - started)
+    return IndicatorsReport(written.count(), written.select("symbol").distinct().count(), time.monotonic() - started,
+                            len(from_first_bar))  # fmt: skip
+
+
+# Calendar days of bars read before a run's first day: the bands' window (BB_PERIOD - 1 bars) and the previous
+# close, with room for holidays and short halts. A symbol with fewer bars there is folded from its first bar.
+_INDICATOR_WINDOW_DAYS = 60
+# Calendar days searched back for a symbol's last stored row (its fold state).
+_INDICATOR_STATE_DAYS = 120
 
 
 @dataclasses.dataclass

@@ -109,10 +109,15 @@ SCHEMAS: dict[str, T.StructType] = {
            for name in ("first_close", "last_close", "total_return", "annualized_volatility", "max_drawdown")]
     ),  # fmt: skip
     # TA-Lib's definitions on the split-adjusted series: one row per symbol and trading day.
+    # With the indicators' fold state after the row's bar (lib.analytics.indicators.STATE_COLUMNS): the next day
+    # continues from it rather than from the symbol's first bar.
     "technical_indicators": T.StructType(
         [T.StructField("symbol", T.StringType()), T.StructField("date", T.DateType())]
         + [T.StructField(name, T.DoubleType())
            for name in ("rsi_14", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower", "atr_14", "obv")]
+        + [T.StructField("bar_number", T.IntegerType())]
+        + [T.StructField(name, T.DoubleType())
+           for name in ("wilder_gain", "wilder_loss", "wilder_atr", "ema_fast", "ema_slow", "ema_signal")]
     ),  # fmt: skip
     # One row per symbol, date and kind flagged (return, gap, volume, ...).
     "anomalies": T.StructType(
@@ -314,6 +319,7 @@ def _create_missing_tables(spark: SparkSession, config: RunConfig) -> None:
     for name, schema in SCHEMAS.items():
         extra = EXTRA_PROPERTIES.get(name, {})
         if name in existing:
+            _add_missing_columns(spark, table_identifier(config, name), schema)
             _add_missing_properties(spark, table_identifier(config, name), extra)
             _evolve_to_months(spark, table_identifier(config, name), name)
             continue
@@ -343,6 +349,22 @@ def _evolve_to_months(spark: SparkSession, table: str, name: str) -> None:
 
 # Tables this process has seen with month partitions (one check each).
 _MONTHLY_SPEC: set[str] = set()
+
+
+def _add_missing_columns(spark: SparkSession, table: str, schema: T.StructType) -> None:
+    """A table made by an earlier version gains the columns added since (Iceberg schema evolution, metadata only;
+    its earlier rows read null there). Checked once per table and process."""
+    if table in _CURRENT_SCHEMA:
+        return
+    have = set(spark.table(table).columns)
+    missing = [f for f in schema.fields if f.name not in have]
+    if missing:
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({_ddl_columns(T.StructType(missing))})")
+    _CURRENT_SCHEMA.add(table)
+
+
+# Tables this process has seen with every column of SCHEMAS (one check each).
+_CURRENT_SCHEMA: set[str] = set()
 
 
 def _add_missing_properties(spark: SparkSession, table: str, properties: dict[str, str]) -> None:
