@@ -14,7 +14,7 @@ import pytest
 
 from lib.core.errors import ConfigError
 from lib.settings.config import RunConfig
-from lib.storage import catalog, lake_reader
+from lib.storage import catalog, lake_reader, wap
 
 PRICES = catalog.SCHEMAS["stock_prices"]
 RAW = catalog.SCHEMAS["raw_daily_bars"]
@@ -81,6 +81,7 @@ def test_snapshots_are_expired_only_when_more_than_keep_last_are_due_and_content
     }  # fmt: skip
     assert (report["trend_summary"]["snapshots_after"], report["trend_summary"]["expired_snapshots"]) == (2, 0)
     assert set(report) == set(catalog.SCHEMAS)  # every table of the namespace was looked at
+    assert wap.maintenance_summary(report) == "2 snapshots expired in 1 table"
 
 
 def _tag_with_max_age(spark, config: RunConfig, name: str, tag: str, snapshot_id: int, max_ref_age_ms: int) -> None:
@@ -143,5 +144,28 @@ def test_a_table_holding_an_audit_branch_keeps_its_snapshots_and_files(spark, co
     assert rows(spark, config, "raw_daily_bars") == before
     assert rows(spark, config, "raw_daily_bars", "audit_2024_03_07") == on_branch
     assert report["raw_daily_bars"]["kept_for_branches"] == ["audit_2024_03_07"]
+    assert "1 table not expired while audit_2024_03_07 exists" in wap.maintenance_summary(report)
     catalog.drop_branch(spark, config, "raw_daily_bars", "audit_2024_03_07")
 
+
+def test_publish_compacts_the_months_the_run_wrote_and_reports_each_table(spark, warehouse):
+    config = config_for(warehouse, "maintenance_publish")  # a run of 2024-03-01..05 writing main (no audit branch)
+    catalog.ensure_tables(spark, config)
+    for day in (dt.date(2024, 2, 28), dt.date(2024, 2, 29), dt.date(2024, 3, 1), dt.date(2024, 3, 4), dt.date(2024, 3, 5)):
+        spark.createDataFrame([price("AAA", day, 10.0), price("BBB", day, 20.0)], PRICES).writeTo(
+            config.table("stock_prices")
+        ).append()  # a file per day
+    before = rows(spark, config, "stock_prices")
+
+    report = wap.publish(spark, config)
+
+    assert files_by_month(spark, config, "stock_prices") == {(2024, 2): 2, (2024, 3): 1}  # February: not this run's
+    assert rows(spark, config, "stock_prices") == before
+    assert rows(spark, config, "stock_prices", "run-2024-03-05") == before  # the tag holds the compacted snapshot
+    prices = report.maintenance["stock_prices"]
+    assert (prices["rewritten_data_files"], prices["added_data_files"]) == (3, 1)
+    assert set(report.maintenance) == set(catalog.SCHEMAS)
+    assert report.summary() == (
+        "no audit branch (wap_branch is empty): the run wrote main directly; tagged run-2024-03-05; "
+        "maintenance: 3 small files compacted into 1"
+    )
