@@ -33,7 +33,6 @@ from pyspark.sql import functions as F
 from lib.core.errors import CommitConflictError
 from lib.settings.config import RunConfig
 from lib.storage import catalog, monthly
-from lib.storage.monthly import month_start
 
 # A replay that lost the race again (a third run published meanwhile) is tried again, this many times in all.
 PUBLISH_ATTEMPTS = 5
@@ -137,24 +136,52 @@ class PublishReport:
     tables: dict[str, str]  # table -> how it reached main: fast-forward, replayed on a newer main, already on main
     snapshots: dict[str, int | None]  # table -> main's snapshot after the publish
     tag: str
-    maintenance: dict | None = None
+    maintenance: dict[str, dict] | None = None  # table -> catalog.maintain_tables' counts; None: not maintained
 
     def summary(self) -> str:
         if not self.branch:
-            return f"no audit branch (wap_branch is empty): the run wrote main directly; tagged {self.tag}"
-        how = ", ".join(f"{name}: {way}" for name, way in self.tables.items())
-        return f"published {self.branch} to main ({how}); branch removed; tagged {self.tag}"
+            text = f"no audit branch (wap_branch is empty): the run wrote main directly; tagged {self.tag}"
+        else:
+            how = ", ".join(f"{name}: {way}" for name, way in self.tables.items())
+            text = f"published {self.branch} to main ({how}); branch removed; tagged {self.tag}"
+        return text + (f"; maintenance: {maintenance_summary(self.maintenance)}" if self.maintenance is not None else "")
 
 
-def publish(spark: SparkSession, config: RunConfig, keep_snapshots: int = 10) -> PublishReport:
-    """Publish the run's branch to main, table by table (idempotent: what is published already is skipped), then tag
-    every table of market data run-<ds>, kept config.keep_run_tags_days days.
+def maintenance_summary(maintenance: dict[str, dict]) -> str:
+    """One short clause for catalog.maintain_tables' counts: what was expired, compacted and retired, what was left."""
+    total = lambda key: sum(counts[key] for counts in maintenance.values())  # noqa: E731
+    done = []
+    if total("expired_snapshots"):
+        tables = sum(bool(counts["expired_snapshots"]) for counts in maintenance.values())
+        done.append(f"{total('expired_snapshots')} snapshots expired in {_tables(tables)}")
+    if total("rewritten_data_files"):
+        done.append(f"{total('rewritten_data_files')} small files compacted into {total('added_data_files')}")
+    retired = sum(len(counts["retired_tags"]) for counts in maintenance.values())
+    if retired:
+        done.append(f"{retired} tags retired")
+    held = [name for name, counts in maintenance.items() if counts["kept_for_branches"]]
+    if held:
+        branches = sorted({branch for name in held for branch in maintenance[name]["kept_for_branches"]})
+        done.append(f"{_tables(len(held))} not expired while {', '.join(branches)} exists")
+    return ", ".join(done) or f"nothing due in {_tables(len(maintenance))}"
 
-    With an empty wap_branch there is nothing to publish: main is tagged. The gate is the caller's (steps.publish).
+
+def _tables(count: int) -> str:
+    return f"{count} table" if count == 1 else f"{count} tables"
+
+
+def publish(spark: SparkSession, config: RunConfig, keep_snapshots: int | None = 10) -> PublishReport:
+    """Publish the run's branch to main, table by table (idempotent: what is published already is skipped), maintain
+    every table of the namespace, then tag every table of market data run-<ds>, kept config.keep_run_tags_days days.
+
+    With an empty wap_branch there is nothing to publish: main is maintained and tagged. The gate is the caller's
+    (steps.publish), so a failed gate never gets here and its branch stays. Maintenance (catalog.maintain_tables: the
+    months of the run's days compacted, tags past their age retired, snapshots beyond main's last `keep_snapshots`
+    expired once enough are due) comes before the tag, so the tag holds the compacted snapshot, not the small files
+    it replaced. keep_snapshots None leaves every table as it is.
     """
     branch = config.wap_branch
     tables: dict[str, str] = {}
-    maintenance = None
     for name in catalog.WAP_TABLES if branch else ():
         if not catalog.branch_exists(spark, config, name, branch):
             tables[name] = "already on main"
@@ -169,11 +196,10 @@ def publish(spark: SparkSession, config: RunConfig, keep_snapshots: int = 10) ->
             raise CommitConflictError(name, f"main kept moving while {branch} was replayed {PUBLISH_ATTEMPTS} times")
         catalog.drop_branch(spark, config, name, branch)
         tables[name] = way
-        if name == "monthly_stock_prices" and keep_snapshots is not None and config.span_days:
-            first, last = month_start(config.span_days[0]), month_start(config.span_days[-1])
-            where = f"month_start >= '{first}' AND month_start <= '{last}'"
-            maintenance = catalog.maintain(spark, config, name, keep_last=keep_snapshots, where=where)
         _pause_for_tests(name)
+    maintenance = None
+    if keep_snapshots is not None:
+        maintenance = catalog.maintain_tables(spark, config, keep_last=keep_snapshots, days=config.span_days)
     tag = catalog.run_tag(config.ds)
     snapshots = {name: catalog.tag_main(spark, config, name, tag, config.keep_run_tags_days) for name in catalog.WAP_TABLES}
     return PublishReport(branch, tables, snapshots, tag, maintenance)
