@@ -5,6 +5,10 @@ computed alone. Monthly log-price levels are drawn once for all tickers (a geome
 reflecting bounds); a month's daily closes are a Brownian bridge between two levels, computed for a whole
 block of rows (all tickers in one month, or one ticker in many months) with the same row-wise arithmetic,
 so the grouped, range and open-close endpoints serve identical numbers.
+
+Bars and actions belong to securities; a security trades under one ticker at a time. Universes of IDENTITY_CAST_FROM
+tickers or more add a small cast whose tickers change hands (a rename, a ticker reused after a delisting), and every
+endpoint serves a session's bars under the ticker held that session.
 """
 
 from __future__ import annotations

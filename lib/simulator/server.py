@@ -150,7 +150,6 @@ class Simulator:
         uni = self.market.universe
         # Reference records in ticker order (one per security and ticker), pre-serialised; a record also as it reads
         # once the ticker is gone (a delisting, or a rename away from it).
-        self._listings = uni.listings
         self._records = uni.records
         self._record_json = [json.dumps(r, separators=(",", ":")).encode() for r in uni.records]
         self._record_list_date = [listing.start for listing in uni.listings]
@@ -268,13 +267,10 @@ class Simulator:
     # -- /v3/reference/tickers/{ticker} and /vX/reference/tickers/{id}/events -------------------------
     def _held_on(self, ticker: str, day: dt.date) -> Listing | None:
         """The period of the security that held ticker on day (listed by then, not yet renamed away or delisted)."""
-        for listing in self._listings_of_ticker(ticker):
+        for listing in self.market.universe.holders.get(ticker, ()):
             if listing.start <= day and (listing.end is None or day < listing.end):
                 return listing
         return None
-
-    def _listings_of_ticker(self, ticker: str) -> tuple[Listing, ...]:
-        return self.market.universe.holders.get(ticker, ())
 
     async def ticker_details(self, request: web.Request) -> web.Response:
         """Massive's ticker overview: the security trading under the ticker on `date` (default today). A ticker nobody
@@ -300,7 +296,7 @@ class Simulator:
         identifier = request.match_info["id"]
         tid = self._by_figi.get(identifier)
         if tid is None:
-            held = [listing for listing in self._listings_of_ticker(identifier) if listing.start <= today]
+            held = [listing for listing in self.market.universe.holders.get(identifier, ()) if listing.start <= today]
             current = self._held_on(identifier, today)
             tid = current.tid if current is not None else (held[-1].tid if held else None)
         periods = [listing for listing in self._listings_of.get(tid, ()) if listing.start <= today]
