@@ -23,7 +23,9 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
-    parser.add_argument("--tickers", type=int, default=300, help="size of the ticker universe (default 300)")
+    parser.add_argument("--tickers", type=int, default=300,
+                        help="size of the ticker universe (default 300); from 50 on, plus a cast of renamed "
+                             "and reused tickers")
     parser.add_argument("--seed", type=int, default=42, help="data seed: same seed, same data (default 42)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added delay per request in ms (default 0)")
     parser.add_argument(

@@ -5,6 +5,10 @@ computed alone. Monthly log-price levels are drawn once for all tickers (a geome
 reflecting bounds); a month's daily closes are a Brownian bridge between two levels, computed for a whole
 block of rows (all tickers in one month, or one ticker in many months) with the same row-wise arithmetic,
 so the grouped, range and open-close endpoints serve identical numbers.
+
+Bars and actions belong to securities; a security trades under one ticker at a time. Universes of IDENTITY_CAST_FROM
+tickers or more add a small cast whose tickers change hands (a rename, a ticker reused after a delisting), and every
+endpoint serves a session's bars under the ticker held that session.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ LOW_PRICE, HIGH_PRICE = 1.5, 3000.0
 LAST_LATE_LISTING = dt.date(2024, 12, 31)  # reflecting bounds of the monthly levels keep prices plausible
 
 # Hash streams: one per random quantity, so adding a quantity never changes the others.
-_S_PARAMS, _S_MONTH, _S_STEP, _S_GAP, _S_HIGH, _S_LOW, _S_VOLUME, _S_VWAP, _S_TRADES, _S_AFTER, _S_PRE, _S_ACTION = range(12)
+(_S_PARAMS, _S_MONTH, _S_STEP, _S_GAP, _S_HIGH, _S_LOW, _S_VOLUME, _S_VWAP, _S_TRADES, _S_AFTER, _S_PRE, _S_ACTION,
+ _S_IDENTITY) = range(13)
 _FIELDS = ("o", "h", "l", "c", "v", "vw", "n", "ah", "pm")
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -139,6 +144,7 @@ def calendar() -> Calendar:
 
 # (split_from, split_to): 2-for-1, 3-for-2, 4-for-1 and a 1-for-10 reverse split.
 SPLIT_RATIOS = ((1, 2), (2, 3), (1, 4), (10, 1))
+NEVER = np.iinfo(np.int64).max // 2  # the end session of a security that never delists
 ACTIONS_FROM = dt.date(2001, 1, 2)  # fixed bounds, so the actions never shift as time passes
 ACTIONS_THROUGH = dt.date(2027, 12, 31)
 DELISTINGS_FROM, DELISTINGS_THROUGH = dt.date(2010, 1, 4), dt.date(2024, 12, 31)
@@ -247,9 +253,13 @@ class Actions:
         return cached
 
 
-def build_actions(keys: np.ndarray, list_session: np.ndarray) -> Actions:
+def build_actions(keys: np.ndarray, list_session: np.ndarray, cast_delistings: dict[int, int] | None = None,
+                  size: int | None = None) -> Actions:
     """The deterministic actions of a universe: splits in separate bands of 2001..2027 (alternately on a month's first
-    session and on the first session after a holiday), dividends every third month, delistings in 2010..2024."""
+    session and on the first session after a holiday), dividends every third month, delistings in 2010..2024.
+
+    keys and list_session are the base securities'; the identity cast (ids from len(keys) to size) neither splits nor
+    pays, and delists only on the sessions of cast_delistings (id -> session), so its events stay where it puts them."""
     cal = calendar()
     n = len(keys)
     last = len(cal.sessions) - 1
@@ -317,7 +327,8 @@ def build_actions(keys: np.ndarray, list_session: np.ndarray) -> Actions:
         own.sort()
         ex = np.array([e[0] for e in own], dtype=np.int64)
         steps[tid] = (ex, np.cumprod([e[1] for e in own]), np.cumprod([e[2] for e in own]))
-    end_sessions = np.full(n, np.iinfo(np.int64).max // 2, dtype=np.int64)
+    delist.update(cast_delistings or {})
+    end_sessions = np.full(size or n, NEVER, dtype=np.int64)
     for tid, g in delist.items():
         end_sessions[tid] = g
     return Actions(tuple(splits), tuple(dividends), delist, steps, end_sessions)
@@ -348,22 +359,65 @@ _LETTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
 
 @dataclass(frozen=True)
+class Listing:
+    """One security under one ticker: the record /v3/reference/tickers serves while it is active, from `start` (its list
+    date, or the day of a rename to this ticker) until `end` (the day of a rename away from it or of its delisting)."""
+
+    tid: int
+    ticker: str
+    record: dict
+    start: dt.date
+    end: dt.date | None  # the first day the security no longer trades under the ticker; None while it does
+    first_g: int  # the first session with a bar under the ticker
+    end_g: int  # the first session without one (NEVER while open)
+
+
+@dataclass(frozen=True)
 class Universe:
-    """Per-ticker arrays in generation order (index = ticker id), plus the served records in ticker order."""
+    """Per-security arrays in generation order (index = security id), and the ticker periods the API serves.
+
+    A security trades under one ticker at a time, but not always the same one (a rename), and a ticker may pass from one
+    security to another (a reuse): bars are computed per security, and served under the ticker it held that session.
+    """
 
     seed: int
-    symbols: tuple[str, ...]  # by id
-    ids_by_symbol: dict[str, int]
-    sorted_ids: np.ndarray  # ids in ticker order
-    records: tuple[dict, ...]  # served /v3/reference/tickers records in ticker order
+    symbols: tuple[str, ...]  # by id: the ticker each security lists under
+    security_ids: tuple[int, ...]  # by id: the id `securities` reports (the base: the index; the cast: CAST_IDS_FROM + j)
+    listings: tuple[Listing, ...]  # every ticker period, in (ticker, start) order: the served reference records
+    holders: dict[str, tuple[Listing, ...]]  # ticker -> its periods, oldest first
+    rename_sessions: tuple[int, ...]  # ascending: the id -> ticker map changes on these sessions only
+    epoch_symbols: tuple[tuple[str, ...], ...]  # the ticker of each id, between consecutive rename sessions
+    epoch_order: tuple[np.ndarray, ...]  # the ids in ticker order, likewise
     list_dates: tuple[dt.date, ...]  # by id
     list_session: np.ndarray  # by id: index of the first session with a bar
     row_keys: np.ndarray
-    log_levels: np.ndarray  # (tickers, months + 1): log close at the end of month m-1 in column m
+    log_levels: np.ndarray  # (securities, months + 1): log close at the end of month m-1 in column m
     sigma: np.ndarray
     base_volume: np.ndarray
     trade_size: np.ndarray
     actions: Actions  # splits, dividends and delistings of the acting part of the universe
+
+    @property
+    def records(self) -> tuple[dict, ...]:
+        return tuple(listing.record for listing in self.listings)
+
+    def epoch(self, g: int) -> int:
+        return bisect.bisect_right(self.rename_sessions, g)
+
+    def symbols_on(self, g: int) -> tuple[str, ...]:
+        """The ticker of each id on session g."""
+        return self.epoch_symbols[self.epoch(g)]
+
+    def order_on(self, g: int) -> np.ndarray:
+        """The ids in the order of their tickers on session g (the grouped endpoint's order)."""
+        return self.epoch_order[self.epoch(g)]
+
+    def holder(self, ticker: str, g: int) -> Listing | None:
+        """The period of the security that traded as ticker on session g, if any did."""
+        for listing in self.holders.get(ticker, ()):
+            if listing.first_g <= g < listing.end_g:
+                return listing
+        return None
 
 
 def _symbols(n: int, seed: int) -> list[str]:
@@ -390,53 +444,125 @@ def _figi(bits: int) -> str:
     return "BBG" + "".join(chars) + str(bits % 10)
 
 
+# The identity cast: a few securities added to universes of IDENTITY_CAST_FROM tickers or more, whose tickers change
+# hands. They come after the base ids and draw from their own hash keys (CAST_IDS_FROM + j), so every base security's
+# ticker, bars and actions stay what they were, and the cast's dates and identifiers are the same in every such
+# universe of a seed. Each event falls on a session drawn in a fixed window: a few in 2024 (the tests' windows, after
+# March, where other tests pin the universe) and one of each kind inside params/local.yaml's default run
+# (2026-10-01..2026-10-30), from its third session to its third-to-last so that the run has bars on both sides.
+IDENTITY_CAST_FROM = 50
+CAST_IDS_FROM = 1_000_000
+DEFAULT_RUN_EVENTS = (dt.date(2026, 10, 5), dt.date(2026, 10, 28))
+
+
+@dataclass(frozen=True)
+class Role:
+    """One member of the cast: `rename` changes its ticker, `delist` ends it, `relist` lists it under the ticker that
+    the member `reuses` (a delisted one) freed: each on a session of `window`."""
+
+    event: str
+    window: tuple[dt.date, dt.date]
+    reuses: int | None = None
+
+
+CAST = (
+    Role("rename", (dt.date(2024, 6, 3), dt.date(2024, 7, 31))),
+    Role("delist", (dt.date(2024, 4, 1), dt.date(2024, 5, 31))),
+    Role("relist", (dt.date(2024, 8, 1), dt.date(2024, 9, 30)), reuses=1),
+    Role("rename", DEFAULT_RUN_EVENTS),
+    Role("delist", (dt.date(2021, 1, 4), dt.date(2023, 12, 29))),
+    Role("relist", DEFAULT_RUN_EVENTS, reuses=4),
+    Role("delist", DEFAULT_RUN_EVENTS),
+)
+
+
+def _cast_symbols(seed: int, taken: set[str], count: int) -> list[str]:
+    """count four-letter tickers, none of them in taken (the base's), from the cast's own seeded stream."""
+    rng = np.random.default_rng([seed, 0x1DE7])
+    chosen: list[str] = []
+    while len(chosen) < count:
+        symbol = "".join(_LETTERS[rng.integers(0, 26, size=4)])
+        if symbol not in taken and symbol not in chosen:
+            chosen.append(symbol)
+    return chosen
+
+
+def _company_name(head_u: float, tail_u: float) -> str:
+    return f"{_NAME_HEADS[int(head_u * len(_NAME_HEADS))]} {_NAME_TAILS[int(tail_u * len(_NAME_TAILS))]}"
+
+
 @lru_cache(maxsize=8)
 def build_universe(n: int, seed: int) -> Universe:
     if n < 1:
         raise ValueError(f"the universe needs at least one ticker, got {n}")
     cal = calendar()
     symbols = _symbols(n, seed)
-    ids = np.arange(n, dtype=np.int64)
-    keys = _row_keys(seed, ids)
-    u = [_uniform(keys, np.zeros(n, dtype=np.int64), _S_PARAMS * 100 + p) for p in range(12)]
-    bits = [_bits(keys, np.full(n, p, dtype=np.int64), _S_PARAMS * 100 + 50) for p in range(3)]
+    cast = CAST if n >= IDENTITY_CAST_FROM else ()
+    total = n + len(cast)
+    security_ids = np.concatenate([np.arange(n), CAST_IDS_FROM + np.arange(len(cast))]).astype(np.int64)
+    keys = _row_keys(seed, security_ids)
+    u = [_uniform(keys, np.zeros(total, dtype=np.int64), _S_PARAMS * 100 + p) for p in range(12)]
+    bits = [_bits(keys, np.full(total, p, dtype=np.int64), _S_PARAMS * 100 + 50) for p in range(3)]
 
     kind = np.where(u[0] < 0.80, "CS", np.where(u[0] < 0.92, "ETF", np.where(u[0] < 0.97, "ADRC", "PFD")))
+    kind[n:] = "CS"
     drift = -0.10 + 0.35 * u[1]
     sigma = 0.15 + 0.45 * u[2]
     sigma = np.where(kind == "ETF", 0.15 + 0.15 * u[2], sigma)  # funds are calmer than single names
-    start_price = np.clip(np.exp(math.log(30.0) + 0.9 * _normal(keys, np.zeros(n, dtype=np.int64), 60)), 3.0, 400.0)
-    base_volume = np.clip(np.exp(math.log(1.2e6) + 1.2 * _normal(keys, np.zeros(n, dtype=np.int64), 61)), 2e4, 8e7)
+    start_price = np.clip(np.exp(math.log(30.0) + 0.9 * _normal(keys, np.zeros(total, dtype=np.int64), 60)), 3.0, 400.0)
+    base_volume = np.clip(np.exp(math.log(1.2e6) + 1.2 * _normal(keys, np.zeros(total, dtype=np.int64), 61)), 2e4, 8e7)
     trade_size = 80.0 + 220.0 * u[3]
 
     # About 10 % list after the first session (uniformly through LAST_LATE_LISTING, a fixed day so that the
-    # data never shifts as time passes); the rest listed before 2000.
+    # data never shifts as time passes); the rest listed before 2000. The cast lists before 2000 unless it relists.
     last_listing = cal.last_on_or_before(LAST_LATE_LISTING)
     late = u[4] < 0.10
+    late[n:] = False
     late_session = 1 + (u[5] * max(1, last_listing - 1)).astype(np.int64)
     list_session = np.where(late, late_session, 0)
+
+    # The cast's event sessions, and the ticker each member lists under (a relisting takes its predecessor's).
+    event_u = _uniform(keys[n:], np.zeros(len(cast), dtype=np.int64), _S_IDENTITY)
+    event_g = []
+    for role, drawn in zip(cast, event_u.tolist(), strict=True):
+        first, last = cal.first_on_or_after(role.window[0]), cal.last_on_or_before(role.window[1])
+        event_g.append(first + int(drawn * (last - first + 1)))
+    fresh = iter(_cast_symbols(seed, set(symbols), sum(2 if r.event == "rename" else r.event == "delist" for r in cast)))
+    tickers_of: list[list[str]] = [[s] for s in symbols]
+    for j, role in enumerate(cast):
+        if role.event == "relist":
+            tickers_of.append([tickers_of[n + role.reuses][0]])
+            list_session[n + j] = event_g[j]
+        else:
+            tickers_of.append([next(fresh)] + ([next(fresh)] if role.event == "rename" else []))
+    symbols += [t[0] for t in tickers_of[n:]]
+    rename_g = {n + j: g for j, (role, g) in enumerate(zip(cast, event_g, strict=True)) if role.event == "rename"}
+    cast_delistings = {n + j: g for j, (role, g) in enumerate(zip(cast, event_g, strict=True)) if role.event == "delist"}
+
     early_days = (u[5] * (dt.date(1999, 12, 1) - dt.date(1975, 1, 1)).days).astype(np.int64)
     list_dates = tuple(
-        cal.sessions[int(list_session[i])] if late[i] else dt.date(1975, 1, 1) + dt.timedelta(days=int(early_days[i]))
-        for i in range(n)
+        cal.sessions[int(list_session[i])] if list_session[i] > 0 else dt.date(1975, 1, 1) + dt.timedelta(days=int(early_days[i]))
+        for i in range(total)
     )
 
     # Monthly log levels: a geometric random walk with per-ticker drift and volatility, folded into the bounds.
     months = cal.months
     month_cols = np.arange(months, dtype=np.int64)
-    shocks = _normal(np.repeat(keys, months), np.tile(month_cols, n), _S_MONTH).reshape(n, months)
+    shocks = _normal(np.repeat(keys, months), np.tile(month_cols, total), _S_MONTH).reshape(total, months)
     years = cal.month_len.astype(np.float64) / TRADING_DAYS_PER_YEAR
     steps = (drift - sigma**2 / 2)[:, None] * years[None, :] + sigma[:, None] * np.sqrt(years)[None, :] * shocks
     lo, hi = math.log(LOW_PRICE), math.log(HIGH_PRICE)
-    levels = np.empty((n, months + 1))
+    levels = np.empty((total, months + 1))
     levels[:, 0] = np.log(start_price)
     for m in range(months):
         x = levels[:, m] + steps[:, m]
         x = np.where(x < lo, 2 * lo - x, x)
         levels[:, m + 1] = np.where(x > hi, 2 * hi - x, x)
 
-    records_by_id = []
-    for i, symbol in enumerate(symbols):
+    actions = build_actions(keys[:n], list_session[:n].astype(np.int64), cast_delistings, total)
+    name_u = [_uniform(keys, np.full(total, p, dtype=np.int64), _S_IDENTITY) for p in (1, 2)]
+    listings = []
+    for i in range(total):
         k = str(kind[i])
         head = _NAME_HEADS[int(u[6][i] * len(_NAME_HEADS))]
         if k == "ETF":
@@ -449,34 +575,48 @@ def build_universe(n: int, seed: int) -> Universe:
             elif k == "PFD":
                 name += " Preferred Series A"
             exchange = "XNYS" if u[8][i] < 0.42 else ("XNAS" if u[8][i] < 0.95 else "XASE")
-        updated = max(list_dates[i], dt.date(2024, 1, 2))
-        record: dict = {
-            "ticker": symbol,
-            "name": name,
-            "market": "stocks",
-            "locale": "us",
-            "primary_exchange": exchange,
-            "type": k,
-            "active": True,
-            "currency_name": "usd",
-        }
-        # Like real reference data, some records lack a CIK or FIGIs (the keys are then absent).
-        if u[9][i] < (0.6 if k == "ETF" else 0.95):
-            record["cik"] = f"{int(bits[0][i] % np.uint64(2_000_000)):010d}"
-        if u[10][i] < 0.92:
-            record["composite_figi"] = _figi(int(bits[1][i]))
-            record["share_class_figi"] = _figi(int(bits[2][i]))
-        record["last_updated_utc"] = f"{updated.isoformat()}T00:00:00Z"
-        records_by_id.append(record)
+        base = {"market": "stocks", "locale": "us", "primary_exchange": exchange, "type": k, "active": True,
+                "currency_name": "usd"}  # fmt: skip
+        # Like real reference data, some records lack a CIK or FIGIs (the keys are then absent); the cast has them all.
+        identifiers = {}
+        if i >= n or u[9][i] < (0.6 if k == "ETF" else 0.95):
+            identifiers["cik"] = f"{int(bits[0][i] % np.uint64(2_000_000)):010d}"
+        if i >= n or u[10][i] < 0.92:
+            identifiers["composite_figi"] = _figi(int(bits[1][i]))
+            identifiers["share_class_figi"] = _figi(int(bits[2][i]))
+        # A renamed security takes a new name with its new ticker (FB became META and Meta Platforms).
+        renamed = f"{_company_name(name_u[0][i], name_u[1][i])}"
+        names = [name, renamed if renamed != name else f"{renamed} Holdings"]
+        changes = [int(list_session[i]), rename_g[i]] if i in rename_g else [int(list_session[i])]
+        end_g = int(actions.end_session(np.array([i]))[0])
+        bounds = [*changes[1:], end_g]
+        for j, (ticker, first_g, stop_g) in enumerate(zip(tickers_of[i], changes, bounds, strict=True)):
+            start = list_dates[i] if j == 0 else cal.sessions[first_g]
+            updated = max(start, dt.date(2024, 1, 2))
+            record = {"ticker": ticker, "name": names[j], **base, **identifiers,
+                      "last_updated_utc": f"{updated.isoformat()}T00:00:00Z"}  # fmt: skip
+            end = cal.sessions[stop_g] if stop_g < NEVER else None
+            listings.append(Listing(i, ticker, record, start, end, first_g, stop_g))
 
-    sorted_ids = np.array(sorted(range(n), key=symbols.__getitem__), dtype=np.int64)
-    actions = build_actions(keys, list_session.astype(np.int64))
+    listings.sort(key=lambda listing: (listing.ticker, listing.start))
+    holders: dict[str, list[Listing]] = {}
+    for listing in listings:
+        holders.setdefault(listing.ticker, []).append(listing)
+    rename_sessions = tuple(sorted(set(rename_g.values())))
+    epoch_symbols = []
+    for epoch_start in (0, *rename_sessions):
+        epoch_symbols.append(tuple(tickers_of[i][-1] if rename_g.get(i, NEVER) <= epoch_start else tickers_of[i][0]
+                                   for i in range(total)))  # fmt: skip
+    epoch_order = tuple(np.array(sorted(range(total), key=on.__getitem__), dtype=np.int64) for on in epoch_symbols)
     return Universe(
         seed=seed,
         symbols=tuple(symbols),
-        ids_by_symbol={s: i for i, s in enumerate(symbols)},
-        sorted_ids=sorted_ids,
-        records=tuple(records_by_id[i] for i in sorted_ids),
+        security_ids=tuple(security_ids.tolist()),
+        listings=tuple(listings),
+        holders={ticker: tuple(held) for ticker, held in holders.items()},
+        rename_sessions=rename_sessions,
+        epoch_symbols=tuple(epoch_symbols),
+        epoch_order=epoch_order,
         list_dates=list_dates,
         list_session=list_session.astype(np.int64),
         row_keys=keys,
@@ -611,7 +751,7 @@ class Market:
         cal = self.calendar
         block = self.blocks.month(int(cal.session_month[g]))
         slot = int(cal.session_slot[g])
-        ids = self.universe.sorted_ids
+        ids = self.universe.order_on(g)
         ids = ids[block["valid"][ids, slot]]
         columns = {k: block[k][ids, slot] for k in ("v", "vw", "o", "c", "h", "l", "n")}
         columns["t"] = np.full(len(ids), int(cal.close_ms[g]), dtype=np.int64)
@@ -629,7 +769,7 @@ class Market:
     def day_bars(self, g: int) -> list[dict]:
         """Grouped shape (t = 16:00 New York), in ticker order; tickers not yet listed are absent."""
         columns = self.day_columns(g)
-        symbols = self.universe.symbols
+        symbols = self.universe.symbols_on(g)
         return [{"T": symbols[i], **bar} for i, bar in zip(columns["ids"].tolist(), columns_to_bars(columns), strict=True)]
 
     def cell(self, tid: int, g: int, adjusted_as_of: int | None = None) -> dict | None:
@@ -655,10 +795,7 @@ class Market:
         cal = self.calendar
         first_g = max(first_g, int(self.universe.list_session[tid]))
         if last_g < first_g:
-            empty = np.zeros(0)
-            return {k: empty for k in ("v", "vw", "o", "c", "h", "l")} | {
-                k: np.zeros(0, dtype=np.int64) for k in ("t", "n", "g")
-            }
+            return _no_columns()
         m0, m1 = int(cal.session_month[first_g]), int(cal.session_month[last_g])
         months = np.arange(m0, m1 + 1, dtype=np.int64)
         rows = compute_rows(self.universe, np.full(len(months), tid, dtype=np.int64), months)
@@ -674,12 +811,36 @@ class Market:
         factor = self.universe.actions.split_adjustment(tid, columns["g"], as_of_g)
         return adjust_columns(columns, factor) if (factor != 1.0).any() else columns
 
+    def symbol_columns(self, ticker: str, first_g: int, last_g: int, adjusted_as_of: int | None = None) -> dict:
+        """ticker_columns of whichever security traded as ticker on each session first_g..last_g: a renamed security's
+        bars before the change are its old ticker's, and a reused ticker's before its new listing the old company's.
+        Split-adjusted as of a session when asked, per security (`adjusted`: any bar changed)."""
+        parts = []
+        for listing in self.universe.holders.get(ticker, ()):
+            start, stop = max(first_g, listing.first_g), min(last_g, listing.end_g - 1)
+            if start <= stop:
+                if adjusted_as_of is None:
+                    parts.append(self.ticker_columns(listing.tid, start, stop))
+                else:
+                    parts.append(self.adjusted_ticker_columns(listing.tid, start, stop, adjusted_as_of))
+        if len(parts) == 1:
+            return parts[0]
+        columns = {k: np.concatenate([p[k] for p in parts]) for k in (*RANGE_KEYS, "g")} if parts else _no_columns()
+        if adjusted_as_of is not None:
+            columns["adjusted"] = any(p["adjusted"] for p in parts)
+        return columns
+
     def ticker_bars(self, tid: int, first_g: int, last_g: int) -> list[dict]:
         """Range shape (t = 00:00 New York), sessions first_g..last_g inclusive, ascending."""
         return columns_to_bars(self.ticker_columns(tid, first_g, last_g))
 
 
 RANGE_KEYS = ("v", "vw", "o", "c", "h", "l", "t", "n")
+
+
+def _no_columns() -> dict[str, np.ndarray]:
+    empty = np.zeros(0)
+    return {k: empty for k in ("v", "vw", "o", "c", "h", "l")} | {k: np.zeros(0, dtype=np.int64) for k in ("t", "n", "g")}
 
 
 def adjust_columns(columns: dict, factor: np.ndarray) -> dict:
@@ -708,14 +869,19 @@ def _market(n: int, seed: int) -> Market:
 
 
 def universe(n: int = 300, seed: int = 42) -> list[dict]:
-    """The /v3/reference/tickers records the simulator serves, in ticker order."""
+    """The /v3/reference/tickers records the simulator serves while active, in ticker order: one per security and
+    ticker, so a renamed security has two and a reused ticker two securities (universes of IDENTITY_CAST_FROM or
+    more; `securities` says when each holds)."""
     return [dict(r) for r in build_universe(n, seed).records]
 
 
 def listing_dates(n: int = 300, seed: int = 42) -> dict[str, dt.date]:
-    """Each ticker's list date (before 2000 for most; no bar and no reference record before it)."""
-    uni = build_universe(n, seed)
-    return {uni.symbols[i]: uni.list_dates[i] for i in range(n)}
+    """Each ticker's first list date, or the day a rename gave it (before 2000 for most; no bar and no reference
+    record before it)."""
+    dates: dict[str, dt.date] = {}
+    for listing in build_universe(n, seed).listings:
+        dates.setdefault(listing.ticker, listing.start)
+    return dates
 
 
 def bars_for_day(day: dt.date, n: int = 300, seed: int = 42, adjusted: bool = True,
@@ -728,7 +894,7 @@ def bars_for_day(day: dt.date, n: int = 300, seed: int = 42, adjusted: bool = Tr
     if g is None:
         return []
     columns = market.day_columns(g, adjusted_as_of=market.calendar.last_on_or_before(as_of) if adjusted else None)
-    symbols = market.universe.symbols
+    symbols = market.universe.symbols_on(g)
     return [{"T": symbols[i], **b} for i, b in zip(columns["ids"].tolist(), columns_to_bars(columns), strict=True)]
 
 
@@ -738,21 +904,63 @@ def bar(ticker: str, day: dt.date, n: int = 300, seed: int = 42, adjusted: bool 
     bars_for_day."""
     market = _market(n, seed)
     as_of = as_of or today_new_york()
-    tid = market.universe.ids_by_symbol.get(ticker)
     g = market.session_index(day, as_of)
-    if tid is None or g is None:
+    listing = None if g is None else market.universe.holder(ticker, g)
+    if listing is None:
         return None
-    cell = market.cell(tid, g, adjusted_as_of=market.calendar.last_on_or_before(as_of) if adjusted else None)
+    cell = market.cell(listing.tid, g, adjusted_as_of=market.calendar.last_on_or_before(as_of) if adjusted else None)
     if cell is None:
         return None
     return {k: cell[k] for k in ("v", "vw", "o", "c", "h", "l")} | {"t": int(market.calendar.midnight_ms[g]), "n": cell["n"]}
 
 
 def delisting_dates(n: int = 300, seed: int = 42) -> dict[str, dt.date]:
-    """The tickers that delist and the day they do (their last bar is the session before; inactive from that day)."""
+    """The tickers of the securities that delist and the day they do (their last bar is the session before; inactive
+    from that day). A rename is no delisting, and a reused ticker trades again later: `securities` has both."""
     uni = build_universe(n, seed)
     cal = calendar()
-    return {uni.symbols[t]: cal.sessions[g] for t, g in uni.actions.delist_session.items()}
+    return {uni.symbols_on(g - 1)[t]: cal.sessions[g] for t, g in uni.actions.delist_session.items()}
+
+
+def securities(n: int = 300, seed: int = 42, as_of: dt.date | None = None) -> list[dict]:
+    """Every security under every ticker it has held by as_of (default today), one record per period in (ticker,
+    valid_from) order: the truth the reference endpoints serve.
+
+    security: the simulator's id for it (the same in every universe of the seed that holds it); ticker; valid_from,
+    its first day under the ticker; valid_to, the first day no longer under it (the day of a rename or delisting, as
+    Massive dates a ticker_change event and delisted_utc), None while held; name (of that period), cik,
+    composite_figi, share_class_figi (None where the reference data lacks them); list_date and delisted_date of the
+    security (delisted_date None unless it delisted by as_of)."""
+    as_of = as_of or today_new_york()
+    uni = build_universe(n, seed)
+    cal = calendar()
+    periods = []
+    for listing in uni.listings:
+        if listing.start > as_of:
+            continue
+        record = listing.record
+        delisted = uni.actions.delist_session.get(listing.tid)
+        periods.append({
+            "security": uni.security_ids[listing.tid], "ticker": listing.ticker, "valid_from": listing.start,
+            "valid_to": listing.end if listing.end is not None and listing.end <= as_of else None,
+            "name": record["name"], "cik": record.get("cik"), "composite_figi": record.get("composite_figi"),
+            "share_class_figi": record.get("share_class_figi"), "list_date": uni.list_dates[listing.tid],
+            "delisted_date": cal.sessions[delisted] if delisted is not None and cal.sessions[delisted] <= as_of else None,
+        })  # fmt: skip
+    return periods
+
+
+def ticker_changes(n: int = 300, seed: int = 42, as_of: dt.date | None = None) -> list[dict]:
+    """The renames by as_of (default today), by date: security, composite_figi, date (the first session under the new
+    ticker), old_ticker, new_ticker. A reused ticker is no change: two securities, each listing once."""
+    periods = securities(n, seed, as_of)
+    changes = []
+    for old in periods:
+        new = next((p for p in periods if p["security"] == old["security"] and p["valid_from"] == old["valid_to"]), None)
+        if new is not None:
+            changes.append({"security": old["security"], "composite_figi": old["composite_figi"],
+                            "date": new["valid_from"], "old_ticker": old["ticker"], "new_ticker": new["ticker"]})  # fmt: skip
+    return sorted(changes, key=lambda change: (change["date"], change["old_ticker"]))
 
 
 def _next_session_on_or_after(cal: Calendar, day: dt.date) -> dt.date:

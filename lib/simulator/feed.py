@@ -124,7 +124,7 @@ def _day_columns(day: dt.date, n: int, seed: int) -> dict:
     vwaps = np.clip(np.round((highs + lows + closes) / 3.0, 4), lows, highs)
     accumulated = np.cumsum(volumes, axis=1)
     day_vwap = np.round(np.cumsum(volumes * vwaps, axis=1) / np.maximum(accumulated, 1), 4)
-    symbols = [market.universe.symbols[i] for i in ids.tolist()]
+    symbols = [market.universe.symbols_on(g)[i] for i in ids.tolist()]
     values = {"o": opens, "h": highs, "l": lows, "c": closes, "vw": vwaps, "a": day_vwap}
     counts = {"v": volumes, "av": accumulated, "z": np.round(volumes / trades)}
     # Python lists, row by row: events are built one by one, and list indexing is what makes that cheap.

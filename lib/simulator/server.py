@@ -22,7 +22,7 @@ from aiohttp import web
 
 from lib.core.trading_days import today_new_york
 from lib.simulator import corporate
-from lib.simulator.data import NEW_YORK, RANGE_KEYS, Market, calendar, columns_to_bars
+from lib.simulator.data import NEW_YORK, RANGE_KEYS, Listing, Market, calendar, columns_to_bars
 from lib.simulator.encode import bars_json, range_bars_json, ticker_prefixes
 from lib.simulator.faults import Defects, FaultSettings, fault_middleware
 from lib.simulator.feed import FEED_PATH, Feed, FeedSettings
@@ -148,20 +148,23 @@ class Simulator:
         self.today = _Today(settings.as_of)
         self.defects = settings.defects
         uni = self.market.universe
-        # Reference records in ticker order, pre-serialised; a delisted ticker's record also as it reads once gone.
+        # Reference records in ticker order (one per security and ticker), pre-serialised; a record also as it reads
+        # once the ticker is gone (a delisting, or a rename away from it).
         self._records = uni.records
         self._record_json = [json.dumps(r, separators=(",", ":")).encode() for r in uni.records]
-        self._record_list_date = [uni.list_dates[i] for i in uni.sorted_ids]
-        delist_session = uni.actions.delist_session
-        self._record_delist_date = [
-            self.calendar.sessions[delist_session[int(i)]] if int(i) in delist_session else None for i in uni.sorted_ids
-        ]
+        self._record_list_date = [listing.start for listing in uni.listings]
+        self._record_delist_date = [listing.end for listing in uni.listings]
         self._delisted_json = {
             i: json.dumps(self._records[i] | {"active": False, "delisted_utc": f"{day.isoformat()}T00:00:00Z"},
                           separators=(",", ":")).encode()
             for i, day in enumerate(self._record_delist_date) if day is not None
         }  # fmt: skip
-        self._ticker_prefixes = ticker_prefixes(list(uni.symbols))  # by ticker id
+        self._ticker_prefixes = [ticker_prefixes(list(symbols)) for symbols in uni.epoch_symbols]  # by epoch, by id
+        self._listings_of: dict[int, list[Listing]] = {}  # security id -> its ticker periods, oldest first
+        for listing in sorted(uni.listings, key=lambda listing: listing.start):
+            self._listings_of.setdefault(listing.tid, []).append(listing)
+        self._by_figi = {r["composite_figi"]: listing.tid for listing, r in zip(uni.listings, uni.records, strict=True)
+                         if "composite_figi" in r}  # fmt: skip
         self._filtered: OrderedDict[tuple, list[int]] = OrderedDict()
         self._grouped: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
         self._grouped_capacity = max(8, min(512, (256 * 2**20) // (130 * settings.tickers)))
@@ -177,8 +180,13 @@ class Simulator:
         return self.market.session_index(day, self.today())
 
     # -- /v3/reference/tickers -----------------------------------------------------------------
+    def _point_in_time(self, date: str | None) -> dt.date:
+        """The day a date parameter asks about: today when absent, and never after today (the future is unknown)."""
+        today = self.today()
+        return today if not date else min(_parse_date(date, "date"), today)
+
     def _ticker_indices(self, filters: dict) -> list[int]:
-        key = tuple(sorted(filters.items()))
+        key = (tuple(sorted(filters.items())), self._point_in_time(filters.get("date")))
         hit = self._filtered.get(key)
         if hit is not None:
             self._filtered.move_to_end(key)
@@ -189,7 +197,7 @@ class Simulator:
         if market and market != "stocks":
             indices = []
         # Listed on the day (the date parameter, else today): listed on or before it; active unless delisted by then.
-        as_of = _parse_date(filters["date"], "date") if "date" in filters else self.today()
+        as_of = self._point_in_time(filters.get("date"))
         active = _parse_bool(filters.get("active"), "active", True)
         indices = [i for i in indices if self._record_list_date[i] <= as_of and self._is_active(i, as_of) == active]
         for name, test in (
@@ -242,7 +250,7 @@ class Simulator:
             limit = _parse_int(query.get("limit"), "limit", 100, 1, 1000)
         indices = self._ticker_indices(filters)
         page = indices[offset : offset + limit]
-        day = _parse_date(filters["date"], "date") if "date" in filters else self.today()
+        day = self._point_in_time(filters.get("date"))
         parts = [b'{"results":[', b",".join(self._record_bytes(i, day) for i in page), b'],"status":"OK","request_id":"',
                  request_id().encode(), b'","count":', str(len(page)).encode()]
         if offset + limit < len(indices):
@@ -256,6 +264,53 @@ class Simulator:
         parts.append(b"}")
         return web.Response(body=b"".join(parts), content_type="application/json")
 
+    # -- /v3/reference/tickers/{ticker} and /vX/reference/tickers/{id}/events -------------------------
+    def _held_on(self, ticker: str, day: dt.date) -> Listing | None:
+        """The period of the security that held ticker on day (listed by then, not yet renamed away or delisted)."""
+        for listing in self.market.universe.holders.get(ticker, ()):
+            if listing.start <= day and (listing.end is None or day < listing.end):
+                return listing
+        return None
+
+    async def ticker_details(self, request: web.Request) -> web.Response:
+        """Massive's ticker overview: the security trading under the ticker on `date` (default today). A ticker nobody
+        held that day (renamed away, delisted, not yet listed) is a 404, as Massive answers RMG after it became RMO."""
+        day = self._point_in_time(request.query.get("date"))
+        listing = self._held_on(request.match_info["ticker"], day)
+        if listing is None:
+            return not_found("Ticker not found.")
+        first = self._listings_of[listing.tid][0]
+        details = {k: v for k, v in listing.record.items() if k != "last_updated_utc"}
+        details |= {"ticker_root": listing.ticker, "list_date": first.start.isoformat()}
+        return json_response({"request_id": request_id(), "results": details, "status": "OK"})
+
+    async def ticker_events(self, request: web.Request) -> web.Response:
+        """Massive's ticker events: a security's ticker_change events known today, newest first, found by composite
+        FIGI or by ticker. A ticker means the security holding it today (Massive's rule); one nobody holds any more
+        finds the last security that did, where Massive leaves it to ticker details with a past date."""
+        today = self.today()
+        types = [t.strip() for t in request.query.get("types", "").split(",") if t.strip()]
+        unknown = sorted(set(types) - {"ticker_change"})
+        if unknown:
+            raise BadRequest(f"The types parameter takes a comma-separated list of ticker_change; got {', '.join(unknown)}.")
+        identifier = request.match_info["id"]
+        tid = self._by_figi.get(identifier)
+        if tid is None:
+            held = [listing for listing in self.market.universe.holders.get(identifier, ()) if listing.start <= today]
+            current = self._held_on(identifier, today)
+            tid = current.tid if current is not None else (held[-1].tid if held else None)
+        periods = [listing for listing in self._listings_of.get(tid, ()) if listing.start <= today]
+        if not periods:
+            return not_found("Ticker not found.")
+        record = periods[-1].record
+        results = {"name": record["name"]}
+        results |= {k: record[k] for k in ("composite_figi", "cik") if k in record}
+        results["events"] = [
+            {"ticker_change": {"ticker": listing.ticker}, "type": "ticker_change", "date": listing.start.isoformat()}
+            for listing in reversed(periods)
+        ]
+        return json_response({"results": results, "status": "OK", "request_id": request_id()})
+
     # -- /v2/aggs/grouped ----------------------------------------------------------------------
     def _grouped_results(self, g: int, adjusted: bool) -> tuple[bytes, int]:
         # adjusted=true depends on the day asked (splits executed since g apply), so today is part of the key.
@@ -268,13 +323,13 @@ class Simulator:
         day = self.calendar.iso[g]
         columns = self.market.day_columns(g, adjusted_as_of=as_of_g)
         if self.defects.touches_day(day) or columns["adjusted"]:
-            symbols = self.market.universe.symbols
+            symbols = self.market.universe.symbols_on(g)
             bars = [{"T": symbols[i], **b} for i, b in zip(columns["ids"].tolist(), columns_to_bars(columns), strict=True)]
             if self.defects.touches_day(day):
                 bars = self.defects.apply_grouped(bars, day)
             hit = (json.dumps(bars, separators=(",", ":")).encode(), len(bars))
         else:
-            prefixes = self._ticker_prefixes[:, columns["ids"]]
+            prefixes = self._ticker_prefixes[self.market.universe.epoch(g)][:, columns["ids"]]
             hit = (bars_json(*(columns[k] for k in RANGE_KEYS), prefixes=prefixes), len(columns["ids"]))
         self._grouped[key] = hit
         if len(self._grouped) > self._grouped_capacity:
@@ -325,16 +380,13 @@ class Simulator:
         if sort not in ("asc", "desc"):
             raise BadRequest(f"The sort parameter must be asc or desc, got '{sort}'.")
 
-        tid = self.market.universe.ids_by_symbol.get(ticker)
         total, page_json, next_t = 0, b"", None
-        if tid is not None and start_ms <= end_ms:
+        if start_ms <= end_ms:
             midnights = self.calendar.midnight_ms
             first_g = int(bisect.bisect_left(midnights, start_ms))
             last_g = min(int(bisect.bisect_right(midnights, end_ms)) - 1, self._last_session())
-            if adjusted:
-                columns = self.market.adjusted_ticker_columns(tid, first_g, last_g, self._last_session())
-            else:
-                columns = self.market.ticker_columns(tid, first_g, last_g)
+            # The bars traded as this ticker: a renamed security's under its old ticker until the change only.
+            columns = self.market.symbol_columns(ticker, first_g, last_g, self._last_session() if adjusted else None)
             total = len(columns["t"])
             if total:
                 step = 1 if sort == "asc" else -1
@@ -373,10 +425,10 @@ class Simulator:
         ticker, text = info["ticker"], info["date"]
         day = _parse_date(text, "date")
         adjusted = _parse_bool(request.query.get("adjusted"), "adjusted", True)
-        tid = self.market.universe.ids_by_symbol.get(ticker)
         g = self._session(day)
+        listing = None if g is None else self.market.universe.holder(ticker, g)
         as_of_g = self._last_session() if adjusted else None
-        cell = None if tid is None or g is None else self.market.cell(tid, g, adjusted_as_of=as_of_g)
+        cell = None if listing is None else self.market.cell(listing.tid, g, adjusted_as_of=as_of_g)
         if cell is None:
             return not_found()
         payload = {
@@ -477,6 +529,8 @@ def build_app(settings: ServerSettings) -> web.Application:
     app["feed"] = feed
     app.router.add_get(FEED_PATH, feed.handler)
     app.router.add_get("/v3/reference/tickers", simulator.tickers)
+    app.router.add_get("/v3/reference/tickers/{ticker}", simulator.ticker_details)
+    app.router.add_get("/vX/reference/tickers/{id}/events", simulator.ticker_events)
     app.router.add_get("/v2/aggs/grouped/locale/us/market/stocks/{date}", simulator.grouped)
     app.router.add_get(
         "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}", simulator.aggs_range
