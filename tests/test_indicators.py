@@ -111,27 +111,27 @@ def test_daily_run_writes_what_a_backfill_writes(spark, warehouse):
 
 
 def test_daily_runs_continue_from_the_stored_state_to_the_bit(spark, warehouse):
-    """Daily runs fold on from the state stored with the day before, and write exactly what one backfill writes:
+    """Three daily runs fold on from the state stored with the day before, and write exactly what one backfill writes:
     for a long history (AAA), a later listing (BBB), a halt longer than the window a daily run reads (CCC: folded
     from its first bar on its return) and a listing inside the daily days (DDD)."""
     days = trading_days(D(2023, 1, 3), D(2023, 12, 29))
-    halted = set(days[-70:-5])
+    halted = set(days[-70:-3])
     ccc = simulated_bars("CCC", days, seed=5)
     bars = pd.concat([simulated_bars("AAA", days, seed=3), simulated_bars("BBB", days[100:], seed=4),
                       ccc[~ccc["date"].isin(halted)], simulated_bars("DDD", days[-2:], seed=6)])  # fmt: skip
-    backfill = RunConfig(ds=days[-1], start_ds=days[-5], warehouse=str(warehouse), namespace="ind_state_backfill")
-    first = RunConfig(ds=days[-6], start_ds=days[-10], warehouse=str(warehouse), namespace="ind_state_daily")
+    backfill = RunConfig(ds=days[-1], start_ds=days[-3], warehouse=str(warehouse), namespace="ind_state_backfill")
+    first = RunConfig(ds=days[-4], start_ds=days[-8], warehouse=str(warehouse), namespace="ind_state_daily")
     for config in (backfill, first):
         write_prices(spark, config, bars)
     steps.run_indicators(spark, backfill)
     steps.run_indicators(spark, first)
     folded_from_first_bar = {}
-    for day in days[-5:]:
+    for day in days[-3:]:
         daily = RunConfig(ds=day, start_ds=day, warehouse=str(warehouse), namespace="ind_state_daily")
         folded_from_first_bar[day] = steps.run_indicators(spark, daily).from_first_bar
 
     def stored(config):
-        rows = catalog.read_table(spark, config, "technical_indicators").filter(F.col("date") >= F.lit(days[-5]))
+        rows = catalog.read_table(spark, config, "technical_indicators").filter(F.col("date") >= F.lit(days[-3]))
         return rows.orderBy("symbol", "date").toPandas()
 
     expected, got = stored(backfill), stored(first)
@@ -139,6 +139,6 @@ def test_daily_runs_continue_from_the_stored_state_to_the_bit(spark, warehouse):
     pd.testing.assert_frame_equal(got, expected, rtol=0, atol=0)
     # Only CCC is folded from its first bar (its bands' window reaches back before the days read, until 19 bars after
     # its return); AAA, BBB and DDD continue from their stored state every day.
-    assert folded_from_first_bar == {day: 1 for day in days[-5:]}
+    assert folded_from_first_bar == {day: 1 for day in days[-3:]}
     reference = talib_reference(bars[bars["symbol"] == "CCC"].reset_index(drop=True))
     assert got.loc[got["symbol"] == "CCC", "obv"].iloc[-1] == reference["obv"][-1]

@@ -676,16 +676,21 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
         .join(restated, "symbol", "left_anti")
         .select("symbol", *indicators.STATE_COLUMNS)
     )  # fmt: skip
+    usable = usable.localCheckpoint(eager=True)  # read by three plans below; small (a row per symbol)
     in_span = history.filter(F.col("date") >= F.lit(start)).select("symbol").distinct()
     others = in_span.join(usable.select("symbol"), "symbol", "left_anti").join(restated, "symbol", "left_anti")
     # A symbol with no bar before the window read has its whole history there; one with older bars (or a bar in the
-    # window but no usable state) is folded from its first bar.
-    older = (
-        catalog.read_table(spark, config, "stock_prices").filter(F.col("date") < F.lit(window_from))
-        .join(F.broadcast(others), "symbol", "left_semi").select("symbol").distinct()
-    )  # fmt: skip
-    fresh = others.join(seen.select("symbol"), "symbol", "left_anti").join(older, "symbol", "left_anti")
-    from_first_bar = sorted({r.symbol for r in others.join(fresh, "symbol", "left_anti").collect()} | set(days.symbols))
+    # window but no usable state) is folded from its first bar. Usually few: the older bars are looked up only for them
+    # (a scan of the history before the window, which a daily run otherwise never reads).
+    unsure = sorted(r.symbol for r in others.join(seen.select("symbol"), "symbol", "left_anti").collect())
+    older = set()
+    if unsure:
+        before_window = catalog.read_table(spark, config, "stock_prices").filter(
+            (F.col("date") < F.lit(window_from)) & F.col("symbol").isin(unsure)
+        )
+        older = {r.symbol for r in before_window.select("symbol").distinct().collect()}
+    fresh = spark.createDataFrame([(s,) for s in unsure if s not in older], "symbol string")
+    from_first_bar = sorted({r.symbol for r in others.collect()} - set(unsure) | older | set(days.symbols))
     parts = [
         indicators.technical_indicators(history.join(F.broadcast(usable.select("symbol")), "symbol", "left_semi"), usable, start),
         indicators.technical_indicators(history.join(F.broadcast(fresh), "symbol", "left_semi")),
