@@ -80,19 +80,26 @@ def keyed(df, *columns):
     return df.select("symbol", "date", *columns).orderBy("symbol", "date")
 
 
-def test_top_symbols_by_dollar_volume_orders_by_sum_and_breaks_ties_by_symbol(spark):
+def test_leaders_by_day_sum_the_20_sessions_up_to_each_day_and_break_ties_by_symbol(spark):
+    friday, monday = dt.date(2024, 3, 1), dt.date(2024, 3, 4)
     bars = [
-        ("B", "2024-03-01", 10.0, 100.0),  # 1000
-        ("A", "2024-03-01", 5.0, 100.0),  # 500 + 500 = 1000, ties with B
-        ("A", "2024-03-04", 5.0, 100.0),
-        ("C", "2024-03-01", 30.0, 100.0),  # 3000
-        ("D", "2024-03-01", 1.0, 10.0),  # 10
-    ]
+        ("A", "2024-03-01", 5.0, 100.0), ("A", "2024-03-04", 5.0, 100.0),  # 500, then 1000
+        ("B", "2024-03-01", 10.0, 100.0),  # 1000; no bar on Monday: not a leader of Monday
+        ("C", "2024-03-01", 30.0, 100.0), ("C", "2024-03-04", 1.0, 10.0),  # 3000, then 3010
+        ("D", "2024-03-04", 1.0, 10.0), ("F", "2024-03-04", 10.0, 1.0),  # 10 each: D before F
+        ("E", "2024-01-02", 1000.0, 1000.0),  # 43 sessions before Monday: out of its 20
+        ("E", "2024-03-04", 1.0, 1.0),  # 1
+    ]  # fmt: skip
     daily = daily_frame(spark, bars)
 
-    assert trends.top_symbols_by_dollar_volume(daily, 3) == ["C", "A", "B"]
-    assert trends.top_symbols_by_dollar_volume(daily, 10) == ["C", "A", "B", "D"]
-    assert trends.top_symbols_by_dollar_volume(daily, 0) == []
+    def leaders(days, n):
+        rows = trends.leaders_by_day(daily, days, n).orderBy("day", F.desc("dollar_volume"), "symbol").collect()
+        return [(r.day, r.symbol, r.dollar_volume) for r in rows]
+
+    assert leaders([friday, monday], 2) == [(friday, "C", 3000.0), (friday, "B", 1000.0),
+                                            (monday, "C", 3010.0), (monday, "A", 1000.0)]  # fmt: skip
+    assert [symbol for _, symbol, _ in leaders([monday], 10)] == ["C", "A", "D", "F", "E"]
+    assert leaders([monday], 0) == [] and leaders([], 3) == []
 
 
 def test_with_returns_uses_previous_bar_across_a_missing_day(spark, daily):

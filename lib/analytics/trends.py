@@ -2,17 +2,20 @@
 
 Every function takes the daily `stock_prices` frame (one row per `symbol` and `date`; days without a bar
 have no row) and works per symbol in date order with Spark window functions and built-ins only. Only
-`top_symbols_by_dollar_volume` and `return_correlations` bring a small result back to the driver.
+`return_correlations` brings a small result back to the driver.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+from lib.core.trading_days import trading_days
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,21 +42,34 @@ def _last_bars(n: int) -> Window:
     return _by_symbol().rowsBetween(-(n - 1), Window.currentRow)
 
 
-def top_symbols_by_dollar_volume(daily: DataFrame, n: int) -> list[str]:
-    """The n symbols with the largest sum of close * volume over the frame's span, ties broken by symbol.
+# The sessions over which dollar volume chooses the symbols 04_trends draws and 05_forecast forecasts.
+LEADER_SESSIONS = 20
 
-    Needs `symbol`, `close`, `volume`. Returns a python list (at most n symbols).
+
+def leaders_by_day(daily: DataFrame, days: Sequence[dt.date], n: int, sessions: int = LEADER_SESSIONS) -> DataFrame:
+    """day, symbol, dollar_volume: for each of `days`, the n symbols with a bar that day and the largest sum of
+    close * volume over the `sessions` NYSE sessions up to it (a day without a bar adds nothing), ties broken by
+    symbol. Needs `symbol`, `date`, `close`, `volume`, reaching back `sessions` - 1 sessions before the first day.
+
+    A function of the day and the bars up to it, so a daily run and a backfill choose the same symbols. With traded
+    closes and volumes the choice ignores splits and dividends (a split changes price and volume inversely).
     """
-    _require_columns(daily, ["symbol", "close", "volume"], "top_symbols_by_dollar_volume")
-    if n <= 0:
-        return []
+    _require_columns(daily, ["symbol", "date", "close", "volume"], "leaders_by_day")
+    spark = daily.sparkSession
+    if not days or n <= 0:
+        return spark.createDataFrame([], "day date, symbol string, dollar_volume double")
+    calendar = trading_days(min(days) - dt.timedelta(days=2 * sessions + 14), max(days))
+    numbered = spark.createDataFrame(list(enumerate(calendar)), "session int, date date")
+    trailing = Window.partitionBy("symbol").orderBy("session").rangeBetween(-(sessions - 1), 0)
     ranked = (
-        daily.groupBy("symbol")
-        .agg(F.sum(F.col("close") * F.col("volume")).alias("dollar_volume"))
-        .orderBy(F.col("dollar_volume").desc_nulls_last(), F.col("symbol").asc())
-        .limit(n)
-    )
-    return [row["symbol"] for row in ranked.collect()]
+        daily.filter(F.col("close").isNotNull())
+        .join(F.broadcast(numbered), "date")
+        .select("symbol", "date", F.sum(F.col("close") * F.col("volume")).over(trailing).alias("dollar_volume"))
+        .filter(F.col("date").isin(list(days)))
+        .withColumn("rank", F.row_number().over(
+            Window.partitionBy("date").orderBy(F.col("dollar_volume").desc_nulls_last(), "symbol")))
+    )  # fmt: skip
+    return ranked.filter(F.col("rank") <= n).select(F.col("date").alias("day"), "symbol", "dollar_volume")
 
 
 def with_returns(daily: DataFrame) -> DataFrame:
@@ -224,7 +240,7 @@ def return_correlations(daily: DataFrame, symbols: Sequence[str]) -> pd.DataFram
     """Correlation matrix (pandas DataFrame, symbols x symbols) of the daily returns of `symbols`.
 
     Needs `symbol`, `date`, `close`. Only the returns of the given symbols (a handful, e.g. from
-    `top_symbols_by_dollar_volume`) leave Spark; pairs are correlated over the dates both have a return.
+    `leaders_by_day`) leave Spark; pairs are correlated over the dates both have a return.
     Rows and columns follow the order of `symbols`; a symbol without returns gives a row of NaN.
     """
     import pandas as pd

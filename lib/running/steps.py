@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from lib.analytics import anomalies, forecast, indicators, prices, trends
 from lib.core.errors import ConfigError, MissingInputError
-from lib.core.trading_days import trading_days
+from lib.core.trading_days import last_trading_day_on_or_before, trading_days
 from lib.ingestion import fanout
 from lib.ingestion.rest_client import ClientSettings, PolygonClient
 from lib.quality import checks, gate
@@ -498,7 +498,7 @@ def run_trends(
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "04_trends", ("monthly_stock_prices",), start=start)
     daily = trend_daily_rows(spark, config, start, config.adjust).cache()
-    leaders = leaders_by_day(spark, config, [_session_on_or_before(config.ds)], config.top_n)
+    leaders = leaders_by_day(spark, config, [last_trading_day_on_or_before(config.ds)], config.top_n)
     symbols = list(config.symbols) or [r.symbol for r in leaders.orderBy(F.desc("dollar_volume"), "symbol").collect()]
     chosen = daily.filter(F.col("symbol").isin(symbols))
     windowed = trend_windows(spark, config, chosen, start, symbols, volatility_window, anomaly_z)
@@ -602,12 +602,9 @@ class Restatement:
     through: dt.date
     symbols: list[str]  # the symbols restated from their first bar
 
-    def summary(self) -> str:
-        restated = f"; restated from {self.start} for the splits of {', '.join(self.symbols)}" if self.symbols else ""
-        return f"days {self.start}..{self.through}{restated}"
-
 
 def restatement(spark: SparkSession, config: RunConfig) -> Restatement:
+    """The days and symbols an analysis run of config rewrites (see Restatement)."""
     config = wap.on_main(config)
     stored = catalog.read_table(spark, config, "stock_prices")
     through = max(config.ds, stored.agg(F.max("date")).first()[0] or config.ds)
@@ -682,7 +679,8 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
     # A symbol with no bar before the window read has its whole history there; one with older bars (or a bar in the
     # window but no usable state) is folded from its first bar. Usually few: the older bars are looked up only for them
     # (a scan of the history before the window, which a daily run otherwise never reads).
-    unsure = sorted(r.symbol for r in others.join(seen.select("symbol"), "symbol", "left_anti").collect())
+    candidates = others.join(seen.select("symbol", F.lit(True).alias("in_window")), "symbol", "left").collect()
+    unsure = sorted(r.symbol for r in candidates if not r.in_window)
     older = set()
     if unsure:
         before_window = catalog.read_table(spark, config, "stock_prices").filter(
@@ -690,7 +688,7 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
         )
         older = {r.symbol for r in before_window.select("symbol").distinct().collect()}
     fresh = spark.createDataFrame([(s,) for s in unsure if s not in older], "symbol string")
-    from_first_bar = sorted({r.symbol for r in others.collect()} - set(unsure) | older | set(days.symbols))
+    from_first_bar = sorted({r.symbol for r in candidates if r.in_window} | older | set(days.symbols))
     parts = [
         indicators.technical_indicators(history.join(F.broadcast(usable.select("symbol")), "symbol", "left_semi"), usable, start),
         indicators.technical_indicators(history.join(F.broadcast(fresh), "symbol", "left_semi")),
@@ -702,9 +700,9 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
     if days.start < start:  # the restated symbols' earlier rows: the other symbols' rows of those days are kept
         parts.append(stored.filter(F.col("date").between(F.lit(days.start), F.lit(start - dt.timedelta(days=1))))
                      .join(restated, "symbol", "left_anti"))  # fmt: skip
-    values = parts[0].unionByName(parts[1])
-    for part in parts[2:]:
-        values = values.unionByName(catalog.conform(part, "technical_indicators"), allowMissingColumns=True)
+    values = parts[0]
+    for part in parts[1:]:  # the same columns: the indicators with their state, as the table stores them
+        values = values.unionByName(part)
     # Checkpointed: replace_rows reads its frame twice (the range check, the write).
     values = values.filter(F.col("date").between(F.lit(days.start), F.lit(through))).localCheckpoint(eager=True)
     history.unpersist()
@@ -805,12 +803,12 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
     require_inputs(spark, config, "05_forecast", ("stock_prices",))
     origins = config.span_days
     cutoffs = {forecast.model_cutoff(o) for o in origins}
-    cutoff_sessions = {c: _session_on_or_before(c) for c in cutoffs}
-    leaders = _chosen_symbols(spark, config, sorted(set(origins) | set(cutoff_sessions.values())))
-    chosen = leaders.filter(F.col("day").isin(origins)).withColumnRenamed("day", "origin_date")
+    cutoff_sessions = {c: last_trading_day_on_or_before(c) for c in cutoffs}
+    leaders = _chosen_symbols(spark, config, sorted(set(origins) | set(cutoff_sessions.values()) - {None}))
     by_day: dict[dt.date, list[str]] = {}
     for row in leaders.collect():
         by_day.setdefault(row.day, []).append(row.symbol)
+    chosen = spark.createDataFrame([(o, s) for o in origins for s in by_day.get(o, [])], "origin_date date, symbol string")
     trainers = {cutoff: by_day.get(session, []) for cutoff, session in cutoff_sessions.items()}
 
     stored = catalog.read_table(spark, config, "forecasts")
@@ -867,35 +865,17 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
 
 # forecast_metrics of a ds scores the stored forecasts whose origin lies in the year before it.
 FORECAST_SCORE_DAYS = 365
-# The sessions over which dollar volume chooses the symbols 04_trends draws and 05_forecast forecasts.
-LEADER_SESSIONS = 20
-
-
-def _session_on_or_before(day: dt.date) -> dt.date:
-    return trading_days(day - dt.timedelta(days=14), day)[-1]
 
 
 def leaders_by_day(spark: SparkSession, config: RunConfig, days: list[dt.date], n: int) -> DataFrame:
-    """day, symbol, dollar_volume: for each day of `days`, the n symbols with a bar that day and the largest dollar volume (traded
-    close times volume, which no split or dividend changes) over the LEADER_SESSIONS NYSE sessions up to it, ties
-    by symbol. A function of the day and the stored bars: a daily run and a backfill choose the same."""
-    if not days or n <= 0:
-        return spark.createDataFrame([], "day date, symbol string, dollar_volume double")
-    sessions = trading_days(min(days) - dt.timedelta(days=2 * LEADER_SESSIONS + 14), max(days))
-    numbered = spark.createDataFrame([(d, i) for i, d in enumerate(sessions)], "date date, session int")
-    bars = (
-        catalog.read_table(spark, config, "stock_prices")
-        .filter(F.col("date").between(F.lit(sessions[0]), F.lit(max(days))) & F.col("close").isNotNull())
-        .join(F.broadcast(numbered), "date")
+    """trends.leaders_by_day over stock_prices as traded: the bounded read of the sessions it needs."""
+    days = [d for d in days if d is not None]
+    if not days:
+        return trends.leaders_by_day(catalog.read_table(spark, config, "stock_prices"), days, n)
+    bars = catalog.read_table(spark, config, "stock_prices").filter(
+        F.col("date").between(F.lit(min(days) - dt.timedelta(days=2 * trends.LEADER_SESSIONS + 14)), F.lit(max(days)))
     )
-    trailing = Window.partitionBy("symbol").orderBy("session").rangeBetween(-(LEADER_SESSIONS - 1), 0)
-    ranked = (
-        bars.select("symbol", "date", F.sum(F.col("close") * F.col("volume")).over(trailing).alias("dollar_volume"))
-        .filter(F.col("date").isin(list(days)))
-        .withColumn("rank", F.row_number().over(
-            Window.partitionBy("date").orderBy(F.col("dollar_volume").desc_nulls_last(), "symbol")))
-    )  # fmt: skip
-    return ranked.filter(F.col("rank") <= n).select(F.col("date").alias("day"), "symbol", "dollar_volume")
+    return trends.leaders_by_day(bars, days, n)
 
 
 def _chosen_symbols(spark: SparkSession, config: RunConfig, days: list[dt.date]) -> DataFrame:
