@@ -35,8 +35,8 @@ def _prices(spark, tickers: int, days: list[dt.date]):
     for day in days:
         for bar in bars_for_day(day, n=tickers, adjusted=False):
             rows.append((bar["T"], day, bar["o"], bar["h"], bar["l"], bar["c"], float(bar["v"]), bar.get("vw"), bar.get("n")))
-    frame = pd.DataFrame(rows, columns=[f.name for f in catalog.SCHEMAS["stock_prices"]][:9])
-    return spark.createDataFrame(frame, catalog.SCHEMAS["stock_prices"])
+    frame = pd.DataFrame(rows, columns=[f.name for f in catalog.BAR_SCHEMA][:9])
+    return spark.createDataFrame(frame, catalog.BAR_SCHEMA)
 
 
 def _best_of_two(action) -> float:

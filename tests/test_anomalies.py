@@ -106,7 +106,7 @@ def test_scoring_since_a_day_keeps_the_days_before_it_as_its_window(spark):
 def test_run_anomalies_ignores_the_split_and_flags_the_spike(spark, warehouse):
     config = RunConfig(ds=DAYS[-1], start_ds=DAYS[80], warehouse=str(warehouse), namespace="anomalies_split")
     catalog.ensure_tables(spark, config)
-    bars = spark.createDataFrame(as_traded_bars(), catalog.SCHEMAS["stock_prices"])
+    bars = spark.createDataFrame(as_traded_bars(), catalog.BAR_SCHEMA)
     catalog.replace_rows(spark, config, "stock_prices", bars, "date", DAYS[0], DAYS[-1])
     split = [("SPL", "split", SPLIT_DAY, 1.0, 2.0, None, None, None, None, None, "S-SPL")]
     catalog.merge_corporate_actions(spark, config, spark.createDataFrame(split, ACTIONS_DDL), DAYS[-1])

@@ -11,7 +11,7 @@ from lib.settings.config import RunConfig
 from lib.storage import catalog
 
 MONTHLY_SCHEMA = catalog.SCHEMAS["monthly_stock_prices"]
-PRICES_SCHEMA = catalog.SCHEMAS["stock_prices"]
+PRICES_SCHEMA = catalog.BAR_SCHEMA
 MARCH, APRIL = dt.date(2024, 3, 1), dt.date(2024, 4, 1)
 
 
@@ -75,7 +75,7 @@ def test_replace_rows_refuses_rows_outside_its_range_and_writes_nothing(spark, c
         catalog.replace_rows(spark, config, "stock_prices", undated, "date", dt.date(2024, 4, 1), dt.date(2024, 4, 2))
 
     assert catalog.snapshot_count(spark, config, "stock_prices") == snapshots
-    assert_df_equality(catalog.read_table(spark, config, "stock_prices"), kept, ignore_row_order=True)
+    assert_df_equality(catalog.read_table(spark, config, "stock_prices").drop("security_id"), kept, ignore_row_order=True)
 
 
 def test_maintain_compacts_files_and_expires_snapshots_keeping_contents(spark, config):
@@ -171,19 +171,19 @@ def test_a_day_inside_a_range_runs_file_is_replaced_alone_in_one_commit(spark, c
     schema = catalog.SCHEMAS["anomalies"]
     days = [dt.date(2024, 4, d) for d in (1, 2, 3)]
     backfill = spark.createDataFrame(
-        [(days[-1], symbol, day, "return", 0.1, 9.0, 8.0) for day in days for symbol in ("AAA", "BBB")], schema
+        [(days[-1], symbol, day, "return", 0.1, 9.0, 8.0, symbol) for day in days for symbol in ("AAA", "BBB")], schema
     ).coalesce(1)
     catalog.replace_rows(spark, config, "anomalies", backfill, "date", days[0], days[-1])
     table = config.table("anomalies")
     assert spark.table(f"{table}.files").count() == 1, "the range run's days must share one file for this test"
     snapshots = catalog.snapshot_count(spark, config, "anomalies")
 
-    rerun = spark.createDataFrame([(days[1], "CCC", days[1], "gap", 0.2, 7.5, 6.0)], schema)
+    rerun = spark.createDataFrame([(days[1], "CCC", days[1], "gap", 0.2, 7.5, 6.0, "CCC")], schema)
     catalog.replace_rows(spark, config, "anomalies", rerun, "date", days[1], days[1])
 
     expected = spark.createDataFrame(
-        [(days[-1], symbol, day, "return", 0.1, 9.0, 8.0) for day in (days[0], days[2]) for symbol in ("AAA", "BBB")]
-        + [(days[1], "CCC", days[1], "gap", 0.2, 7.5, 6.0)],
+        [(days[-1], symbol, day, "return", 0.1, 9.0, 8.0, symbol) for day in (days[0], days[2]) for symbol in ("AAA", "BBB")]
+        + [(days[1], "CCC", days[1], "gap", 0.2, 7.5, 6.0, "CCC")],
         schema,
     )
     assert_df_equality(spark.table(table), expected, ignore_row_order=True)
@@ -223,13 +223,13 @@ def test_a_warehouse_with_day_partitions_moves_to_month_partitions_and_reads_the
     catalog.ensure_tables(spark, config)
 
     assert table_layout(config, "stock_prices")[0] == [("date", "month")]
-    assert_df_equality(catalog.read_table(spark, config, "stock_prices"), old, ignore_row_order=True)
+    assert_df_equality(catalog.read_table(spark, config, "stock_prices").drop("security_id"), old, ignore_row_order=True)
     rerun = spark.createDataFrame([_price("AAA", days[1], 99.0)], PRICES_SCHEMA)
     catalog.replace_rows(spark, config, "stock_prices", rerun, "date", days[1], days[1])
     expected = spark.createDataFrame(
         [_price(s, d, 10.0 + i) for i, d in enumerate(days) if d != days[1] for s in ("AAA", "BBB")]
         + [_price("AAA", days[1], 99.0)], PRICES_SCHEMA)  # fmt: skip
-    assert_df_equality(catalog.read_table(spark, config, "stock_prices"), expected, ignore_row_order=True)
+    assert_df_equality(catalog.read_table(spark, config, "stock_prices").drop("security_id"), expected, ignore_row_order=True)
     files = spark.table(f"{table}.files").select("partition").collect()
     assert len(files) == 1, "the month's day files are rewritten as the month's one file"
 
@@ -245,7 +245,7 @@ def test_a_daily_write_to_a_month_partition_keeps_the_months_other_days(spark, w
                          PRICES_SCHEMA), "date", march[1], march[1])  # fmt: skip
     expected = spark.createDataFrame([_price("AAA", march[0], 10.0), _price("AAA", march[1], 50.0),
                                       _price("AAA", march[2], 12.0)], PRICES_SCHEMA)  # fmt: skip
-    assert_df_equality(catalog.read_table(spark, config, "stock_prices"), expected, ignore_row_order=True)
+    assert_df_equality(catalog.read_table(spark, config, "stock_prices").drop("security_id"), expected, ignore_row_order=True)
     assert spark.table(f"{config.table('stock_prices')}.files").count() == 1
 
 
@@ -263,6 +263,6 @@ def test_the_session_takes_new_catalog_connections_and_sees_another_writers_comm
     table.append(pa.Table.from_pylist([other], schema=table.schema().as_arrow()))
 
     assert renew_catalog_connections(spark) == ["local"]
-    ours = spark.createDataFrame([(APRIL, "OURS", dt.date(2024, 4, 2), "gap", 1.0, 2.0, 1.0)], catalog.SCHEMAS["anomalies"])
+    ours = spark.createDataFrame([(APRIL, "OURS", dt.date(2024, 4, 2), "gap", 1.0, 2.0, 1.0, "OURS")], catalog.SCHEMAS["anomalies"])
     catalog.replace_rows(spark, config, "anomalies", ours, "date", dt.date(2024, 4, 2), dt.date(2024, 4, 2))
     assert sorted(r.symbol for r in catalog.read_table(spark, config, "anomalies").collect()) == ["OTHER", "OURS"]

@@ -57,7 +57,7 @@ def forecast_run(spark, warehouse):
     config = RunConfig(ds=D(2024, 4, 30), start_ds=D(2024, 4, 15), warehouse=str(warehouse), namespace="forecast_run",
                        horizon_days=HORIZON, symbols=("AAA", "BBB", "CCC"))  # fmt: skip
     catalog.ensure_tables(spark, config)
-    frame = spark.createDataFrame(RUN_BARS, catalog.SCHEMAS["stock_prices"])
+    frame = spark.createDataFrame(RUN_BARS, catalog.BAR_SCHEMA)
     catalog.replace_rows(spark, config, "stock_prices", frame, "date", DAYS[0], DAYS[-1])
     return config, steps.run_forecast(spark, config)
 

@@ -77,7 +77,7 @@ def test_rsi_and_obv_by_hand(spark):
 
 def write_prices(spark, config, bars: pd.DataFrame) -> None:
     catalog.ensure_tables(spark, config)
-    frame = spark.createDataFrame(bars[[f.name for f in catalog.SCHEMAS["stock_prices"]]], catalog.SCHEMAS["stock_prices"])
+    frame = spark.createDataFrame(bars[[f.name for f in catalog.BAR_SCHEMA]], catalog.BAR_SCHEMA)
     catalog.replace_rows(spark, config, "stock_prices", frame, "date", bars["date"].min(), bars["date"].max())
 
 

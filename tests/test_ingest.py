@@ -12,7 +12,7 @@ from lib.core.trading_days import trading_days
 from lib.ingestion import fanout
 from lib.ingestion.rest_client import ClientSettings
 from lib.simulator import SimulatorProcess, universe
-from lib.storage.catalog import SCHEMAS
+from lib.storage.catalog import BAR_SCHEMA, SCHEMAS
 
 TICKERS = 12
 DAYS = trading_days(dt.date(2024, 2, 27), dt.date(2024, 3, 4))
@@ -98,7 +98,7 @@ def test_duplicate_bars_stay_in_raw_and_collapse_in_prices(spark):
     expected = spark.createDataFrame([
         ("AAA", day, 1.0, 2.0, 0.5, 1.6, 100.0, 1.2, 10),
         ("BBB", day, 3.0, 4.0, 2.5, None, 50.0, 3.2, 5),
-    ], SCHEMAS["stock_prices"])  # fmt: skip
+    ], BAR_SCHEMA)  # fmt: skip
     assert_df_equality(fanout.raw_to_prices(raw), expected, ignore_row_order=True, ignore_nullable=True)
 
 

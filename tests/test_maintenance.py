@@ -16,7 +16,7 @@ from lib.core.errors import ConfigError
 from lib.settings.config import RunConfig
 from lib.storage import catalog, lake_reader, wap
 
-PRICES = catalog.SCHEMAS["stock_prices"]
+PRICES = catalog.BAR_SCHEMA
 RAW = catalog.SCHEMAS["raw_daily_bars"]
 METRICS = catalog.SCHEMAS["forecast_metrics"]
 TRENDS = catalog.SCHEMAS["trend_summary"]

@@ -110,7 +110,7 @@ CORRECTION = [split("CORR", D(2024, 3, 6), 1.0, 4.0, "S-CORR")]
 def config(spark, warehouse):
     config = RunConfig.from_params(ds="2024-06-28", warehouse=str(warehouse), namespace="prices")
     catalog.ensure_tables(spark, config)
-    bars = spark.createDataFrame(BARS, catalog.SCHEMAS["stock_prices"])
+    bars = spark.createDataFrame(BARS, catalog.BAR_SCHEMA)
     catalog.replace_rows(spark, config, "stock_prices", bars, "date", D(2003, 1, 1), D(2024, 12, 31))
     days = sorted({row[1] for row in BARS})
     catalog.overwrite_partitions(config, "monthly_stock_prices", monthly.apply_days(bars, None, days))
@@ -279,7 +279,7 @@ def test_conflicting_splits_on_one_ex_date_apply_neither():
 def test_no_corporate_actions_table_means_no_actions(spark, warehouse):
     config = RunConfig.from_params(ds="2024-03-14", warehouse=str(warehouse), namespace="prices_no_actions")
     catalog.ensure_tables(spark, config)
-    bars = spark.createDataFrame([flat_bar("SPLT", D(2024, 3, 11), 100.0)], catalog.SCHEMAS["stock_prices"])
+    bars = spark.createDataFrame([flat_bar("SPLT", D(2024, 3, 11), 100.0)], catalog.BAR_SCHEMA)
     catalog.overwrite_partitions(config, "monthly_stock_prices", monthly.apply_days(bars, None, [D(2024, 3, 11)]))
     spark.sql(f"DROP TABLE {config.table('corporate_actions')}")
     actual = prices.read(config, ["SPLT"], D(2024, 3, 11), D(2024, 3, 11), adjust="total_return")

@@ -25,7 +25,7 @@ def test_quicklook_equals_the_spark_path(spark, warehouse):
         for i, day in enumerate(days) for symbol in ("AAA", "BBB", "CCC")
         if not (symbol == "AAA" and day == dt.date(2024, 3, 1))  # a missing bar
     ]  # fmt: skip
-    prices = spark.createDataFrame(rows, catalog.SCHEMAS["stock_prices"])
+    prices = spark.createDataFrame(rows, catalog.BAR_SCHEMA)
     catalog.overwrite_partitions(config, "monthly_stock_prices", monthly.apply_days(prices, None, days))
 
     quick = lake_reader.read_daily(config, ["AAA", "BBB"], config.start_ds, config.ds)
@@ -50,7 +50,7 @@ def _monthly_rows(spark, config, symbols):
     days = trading_days(dt.date(2024, 1, 29), dt.date(2024, 2, 2))
     rows = [(s, d, 10.0 + i, 11.0 + i, 9.0 + i, 10.5 + i, 1000.0 + i, 10.2 + i, 7 + i)
             for i, d in enumerate(days) for s in symbols]  # fmt: skip
-    prices = spark.createDataFrame(rows, catalog.SCHEMAS["stock_prices"])
+    prices = spark.createDataFrame(rows, catalog.BAR_SCHEMA)
     catalog.overwrite_partitions(config, "monthly_stock_prices", monthly.apply_days(prices, None, days))
 
 

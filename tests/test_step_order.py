@@ -11,7 +11,7 @@ from lib.running import steps
 from lib.settings.config import RunConfig
 from lib.storage import catalog
 
-PRICES_SCHEMA = catalog.SCHEMAS["stock_prices"]
+PRICES_SCHEMA = catalog.BAR_SCHEMA
 MONDAY, TUESDAY = dt.date(2024, 4, 1), dt.date(2024, 4, 2)
 
 

@@ -483,7 +483,7 @@ def test_run_trends_windows_read_the_history_before_the_span(spark, warehouse):
     config = RunConfig(ds=d("2024-04-30"), start_ds=d("2024-04-01"), warehouse=str(warehouse), namespace="trends_warm_up",
                        symbols=("AAA", "BBB"), lookback_days=29)  # fmt: skip
     catalog.ensure_tables(spark, config)
-    prices = spark.createDataFrame(bars, catalog.SCHEMAS["stock_prices"])
+    prices = spark.createDataFrame(bars, catalog.BAR_SCHEMA)
     catalog.replace_rows(spark, config, "stock_prices", prices, "date", days[0], days[-1])
     catalog.overwrite_partitions(config, "monthly_stock_prices", monthly.apply_days(prices, None, days))
 

@@ -31,7 +31,7 @@ from lib.ingestion.async_client import AsyncPolygonClient
 from lib.ingestion.ratelimit import Pacer, per_partition_rate
 from lib.ingestion.rest_client import ClientSettings
 from lib.settings.config import DEFAULT_CONCURRENCY, WHOLE_MARKET_TICKERS
-from lib.storage.catalog import SCHEMAS
+from lib.storage.catalog import BAR_SCHEMA, SCHEMAS
 
 NEW_YORK = ZoneInfo("America/New_York")
 RANGE_PAGE_BARS = 50_000
@@ -411,10 +411,10 @@ def _ticker_value(record: dict, column: str):
 def raw_to_prices(raw_bars: DataFrame) -> DataFrame:
     """One row per (symbol, date) from raw bars: the latest received copy wins (ties broken by values).
 
-    Needs the raw_daily_bars columns; returns the stock_prices columns. Duplicates stay visible in
-    raw_daily_bars, where the quality step reports them.
+    Needs the raw_daily_bars columns; returns the bars' columns (BAR_SCHEMA; `with_securities` adds the security).
+    Duplicates stay visible in raw_daily_bars, where the quality step reports them.
     """
-    price_columns = [f.name for f in SCHEMAS["stock_prices"].fields]
+    price_columns = [f.name for f in BAR_SCHEMA.fields]
     latest_first = Window.partitionBy("symbol", "date").orderBy(
         F.col("received_at").desc(), *[F.col(c).desc_nulls_last() for c in price_columns[2:]]
     )
@@ -424,6 +424,23 @@ def raw_to_prices(raw_bars: DataFrame) -> DataFrame:
         .filter(F.col("_copy") == 1)
         .select(*price_columns)
     )
+
+
+def with_securities(prices: DataFrame, intervals: list[tuple]) -> DataFrame:
+    """`prices` with security_id: the security whose interval (lib.ingestion.securities.intervals: ticker, from, until,
+    security_id) holds the bar's symbol and date; a bar of a ticker the reference data never listed keeps its ticker
+    as its security. The intervals go out as one small broadcast table; each bar meets at most one."""
+    schema = T.StructType([T.StructField("_ticker", T.StringType()), T.StructField("_from", T.DateType()),
+                           T.StructField("_until", T.DateType()), T.StructField("security_id", T.StringType())])  # fmt: skip
+    table = F.broadcast(prices.sparkSession.createDataFrame(intervals, schema))
+    holds = (
+        (prices["symbol"] == table["_ticker"])
+        & (table["_from"].isNull() | (prices["date"] >= table["_from"]))
+        & (table["_until"].isNull() | (prices["date"] < table["_until"]))
+    )
+    joined = prices.join(table, holds, "left")
+    security = F.coalesce(table["security_id"], prices["symbol"]).alias("security_id")
+    return joined.select(*[prices[c] for c in prices.columns if c != "security_id"], security)
 
 
 # How far back a run looks for actions besides its own span: a vendor may publish a split or dividend after its

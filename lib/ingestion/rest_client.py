@@ -29,6 +29,7 @@ RANGE_PATH = "/v2/aggs/ticker/{ticker}/range/1/day/{start}/{end}"
 OPEN_CLOSE_PATH = "/v1/open-close/{ticker}/{day}"
 SPLITS_PATH = "/stocks/v1/splits"  # Massive's current corporate-action endpoints (v3/reference/* are deprecated)
 DIVIDENDS_PATH = "/stocks/v1/dividends"
+DETAILS_PATH = "/v3/reference/tickers/{ticker}"
 # How messages name the API: Polygon.io renamed itself Massive on 2025-10-30 (same paths, same keys).
 API_NAME = "Massive (formerly Polygon.io)"
 
@@ -163,6 +164,12 @@ def rebase(base_url: str, next_url: str) -> str:
     return base_url + path
 
 
+def period_key(record: dict) -> tuple:
+    """What tells two reference records of tickers apart: the ticker, the security (composite FIGI) and, for a
+    ticker no longer active, the day it was delisted (a ticker reused by two securities without FIGIs)."""
+    return (record.get("ticker"), record.get("composite_figi"), str(record.get("delisted_utc") or "")[:10])
+
+
 def ticker_path(template: str, ticker: str, **dates: dt.date) -> str:
     """An endpoint path with the ticker percent-encoded (a '/' in a ticker must not open a new path segment)."""
     return template.format(ticker=quote(ticker, safe=""), **{k: d.isoformat() for k, d in dates.items()})
@@ -253,27 +260,42 @@ class PolygonClient:
             page = self.get_json(self.rebase(next_url), endpoint=endpoint)
 
     # -- endpoints ------------------------------------------------------------------------------
-    def tickers(self, as_of: dt.date | None = None, active: bool = True, limit: int = 1000) -> list[dict]:
+    def tickers(self, as_of: dt.date | None = None, active: bool = True, limit: int = 1000,
+                ticker: str | None = None) -> list[dict]:
+        """The reference records of the stock tickers listed on as_of (default today) that are active on it (or, with
+        active=False, no longer), optionally of one ticker. One record per ticker period: a ticker that two securities
+        held (a reuse) or a security held under two tickers (a rename) gives a record each; a cursor that serves a
+        page twice must not double the universe."""
         params: dict[str, Any] = {"market": "stocks", "active": str(active).lower(), "limit": limit}
         if as_of:
             params["date"] = as_of.isoformat()
-        # One record per ticker: a cursor that serves a page twice must not double the universe.
-        records: dict[str, dict] = {}
+        if ticker:
+            params["ticker"] = ticker
+        records: dict[tuple, dict] = {}
         for page in self.paginate(TICKERS_PATH, params, endpoint="tickers"):
             for record in page.get("results") or []:
-                records.setdefault(record.get("ticker"), record)
+                records.setdefault(period_key(record), record)
         return list(records.values())
 
-    def delisted_tickers(self, since: dt.date, limit: int = 1000) -> list[dict]:
-        """Tickers no longer active whose delisted_utc is on or after `since` (a backfill's span still has their bars)."""
-        records: dict[str, dict] = {}
+    def delisted_tickers(self, since: dt.date, until: dt.date | None = None, limit: int = 1000) -> list[dict]:
+        """Tickers no longer active whose delisted_utc is on or after `since` (a backfill's span still has their bars)
+        and on or before `until` (a run of a past day does not know what came later: the ticker still trades then),
+        one record per ticker period (a ticker freed and listed again by another security was delisted once per holder)."""
+        records: dict[tuple, dict] = {}
         params: dict[str, Any] = {"market": "stocks", "active": "false", "limit": limit}
         for page in self.paginate(TICKERS_PATH, params, endpoint="tickers"):
             for record in page.get("results") or []:
                 delisted = str(record.get("delisted_utc") or "")[:10]
-                if delisted and delisted >= since.isoformat():
-                    records.setdefault(record.get("ticker"), record)
+                if delisted and delisted >= since.isoformat() and (until is None or delisted <= until.isoformat()):
+                    records.setdefault(period_key(record), record)
         return list(records.values())
+
+    def ticker_details(self, ticker: str, as_of: dt.date) -> dict | None:
+        """Massive's ticker overview of the security that traded as ticker on as_of (its list_date among the rest);
+        None when nobody held the ticker that day."""
+        page = self.get_json(ticker_path(DETAILS_PATH, ticker), {"date": as_of.isoformat()}, endpoint="ticker_details",
+                             allow_not_found=True)  # fmt: skip
+        return (page or {}).get("results") or None
 
     def splits(self, start: dt.date, end: dt.date, limit: int = 5000) -> list[dict]:
         """Every split with an execution date in start..end, all tickers, following next_url."""

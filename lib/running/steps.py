@@ -15,13 +15,17 @@ from pyspark.sql import functions as F
 from lib.analytics import anomalies, forecast, indicators, prices, trends
 from lib.core.errors import ConfigError, MissingInputError
 from lib.core.trading_days import last_trading_day_on_or_before, trading_days
-from lib.ingestion import fanout
+from lib.ingestion import fanout, securities
 from lib.ingestion.rest_client import ClientSettings, PolygonClient
 from lib.quality import checks, gate
 from lib.quality.checks import PRICE_CONTEXT_DAYS, QualityInputs
 from lib.settings.config import RunConfig
 from lib.storage import catalog, monthly, wap
 from lib.storage.monthly import month_start
+
+
+# The driver's calls for reference data (the rest are bar calls, fanned out over the executors).
+REFERENCE_ENDPOINTS = ("tickers", "ticker_details", "splits", "dividends")
 
 
 @dataclasses.dataclass
@@ -46,6 +50,11 @@ class IngestReport:
     dividends_seen: int = 0
     action_window: tuple[dt.date, dt.date] | None = None
     adjusted: bool = False  # how the bars were fetched (False: as traded, the stored default)
+    securities: int = 0  # ticker periods in the securities table after the run
+    renames: list = dataclasses.field(default_factory=list)  # (old ticker, new ticker, day) the run learned of
+    delistings: list = dataclasses.field(default_factory=list)  # (ticker, day) the run learned of
+    reference_calls: dict = dataclasses.field(default_factory=dict)  # securities' own calls: vanished, details
+    migrated_rows: int = 0  # stock_prices rows of an earlier version given their security_id by this run
 
     @property
     def total_calls(self) -> int:
@@ -53,7 +62,7 @@ class IngestReport:
 
     @property
     def bar_calls(self) -> int:
-        return sum(n for endpoint, n in self.calls.items() if endpoint != "tickers")
+        return sum(n for endpoint, n in self.calls.items() if endpoint not in REFERENCE_ENDPOINTS)
 
     @property
     def calls_per_minute(self) -> float:
@@ -72,8 +81,20 @@ class IngestReport:
             f"{self.failures} requests failed for good (see ingest_failures)\n"
             f"fan-out: {self.bar_calls:,} bar calls over {self.partitions} partitions x {self.concurrency} in flight "
             f"in {self.fetch_seconds:.1f}s ({cap}); re-running this ds fetches the span again and replaces its dates\n"
-            f"{self.actions_summary()}"
+            f"{self.actions_summary()}\n"
+            f"{self.securities_summary()}"
         )
+
+    def securities_summary(self) -> str:
+        learned = [f"{old} became {new} on {day}" for old, new, day in self.renames]
+        learned += [f"{ticker} delisted on {day}" for ticker, day in self.delistings]
+        calls = ", ".join(f"{n} {kind}" for kind, n in self.reference_calls.items() if n) or "none"
+        text = f"securities: {self.securities:,} ticker periods; reference calls beyond the ticker list: {calls}"
+        if learned:
+            text += "; learned: " + "; ".join(learned)
+        if self.migrated_rows:
+            text += f"; {self.migrated_rows:,} stored bars of an earlier version given their security_id"
+        return text
 
     def actions_summary(self) -> str:
         window = f" with ex-dates {self.action_window[0]}..{self.action_window[1]}" if self.action_window else ""
@@ -117,7 +138,8 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
             f"the ticker universe for {config.ds} is empty: the API at {settings.base_url} listed no active stock. "
             "Check api_base_url and your plan, or pick another ds."
         )
-    symbols = span_symbols(driver_client, config, ticker_records)
+    delisted = driver_client.delisted_tickers(config.start_ds, config.ds) if config.start_ds < config.ds else None
+    symbols = span_symbols(ticker_records, delisted)
     days = config.span_days
     strategy, reason = fanout.choose_strategy(config.strategy, len(days), len(symbols))
     tasks = fanout.plan_tasks(strategy, days, symbols)
@@ -130,8 +152,14 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
     raw_bars = fanout.with_run_ds(fetched.raw_bars, config.ds)
     catalog.replace_rows(spark, config, "raw_daily_bars", raw_bars, "date", config.start_ds, config.ds)
     written_raw = span_table(spark, config, "raw_daily_bars")
-    prices = fanout.raw_to_prices(written_raw)
+    migration = _unidentified_since(spark, config)
+    if migration is not None and delisted is None:  # an earlier version's bars: resolve their span's tickers too
+        delisted = driver_client.delisted_tickers(migration, config.ds)
+    resolution = update_securities(spark, config, driver_client, ticker_records, delisted)
+    intervals = securities.intervals(resolution.periods)
+    prices = fanout.with_securities(fanout.raw_to_prices(written_raw), intervals)
     catalog.replace_rows(spark, config, "stock_prices", prices, "date", config.start_ds, config.ds)
+    migrated_rows = _identify_stored_prices(spark, config, intervals) if migration is not None else 0
     tickers = fanout.tickers_frame(spark, ticker_records, config.ds)
     catalog.replace_rows(spark, config, "stock_tickers", tickers, "ds", config.ds, config.ds)
     failures = fanout.with_run_ds(fetched.failures, config.ds)
@@ -144,11 +172,11 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
         catalog.merge_corporate_actions(spark, config, actions, config.ds)
 
     calls = dict(fetched.calls)
-    for endpoint in ("tickers", "splits", "dividends"):
+    for endpoint in REFERENCE_ENDPOINTS:
         if driver_client.calls[endpoint]:
             calls[endpoint] = driver_client.calls[endpoint]
     retries = dict(fetched.retries)
-    for endpoint in ("tickers", "splits", "dividends"):
+    for endpoint in REFERENCE_ENDPOINTS:
         if driver_client.retries[endpoint]:
             retries[endpoint] = driver_client.retries[endpoint]
     stored_prices = span_table(spark, config, "stock_prices")
@@ -175,16 +203,70 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
         dividends_seen=sum(1 for r in dividends if r.get("ticker") in set(symbols)),
         action_window=window,
         adjusted=config.adjusted,
+        securities=len(resolution.periods),
+        renames=resolution.renames,
+        delistings=resolution.delistings,
+        reference_calls=resolution.calls,
+        migrated_rows=migrated_rows,
     )
 
 
-def span_symbols(client: PolygonClient, config: RunConfig, ds_records: list[dict]) -> list[str]:
+def span_symbols(ds_records: list[dict], delisted: list[dict] | None) -> list[str]:
     """The tickers of the run: those listed on ds and, for a backfill, those delisted during start_ds..ds (listed on
-    some day of the span, so their bars before the delisting are fetched too)."""
+    some day of the span, so their bars before the delisting are fetched too: a ticker renamed away counts, and a
+    reused ticker is fetched once, its bars going to each holder by day)."""
     symbols = {r["ticker"] for r in ds_records if r.get("ticker")}
-    if config.start_ds < config.ds:
-        symbols |= {r["ticker"] for r in client.delisted_tickers(since=config.start_ds) if r.get("ticker")}
+    symbols |= {r["ticker"] for r in delisted or () if r.get("ticker")}
     return sorted(symbols)
+
+
+def stored_securities(spark: SparkSession, config: RunConfig) -> list[dict]:
+    """The securities table as the run sees it, as lib.ingestion.securities' period dicts."""
+    frame = catalog.read_table(spark, config, "securities").toPandas()
+    return [{c: (None if pd.isna(v) else v) for c, v in row.items()} for row in frame.to_dict("records")]
+
+
+def security_intervals(spark: SparkSession, config: RunConfig) -> list[tuple]:
+    """(ticker, from, until, security_id) of the stored securities (lib.ingestion.securities.intervals): which
+    security traded under a ticker on a day, for joining bars, actions or reads to their security."""
+    return securities.intervals(stored_securities(spark, config))
+
+
+def update_securities(spark: SparkSession, config: RunConfig, client: PolygonClient, listed: list[dict],
+                      delisted: list[dict] | None) -> securities.Resolution:  # fmt: skip
+    """Resolve the run's ticker records against the stored securities and write the table whole (one commit)."""
+    resolution = securities.resolve(
+        stored_securities(spark, config), listed, delisted, config.ds,
+        inactive_records=lambda ticker: client.tickers(as_of=config.ds, active=False, ticker=ticker),
+        details=client.ticker_details,
+    )  # fmt: skip
+    rows = [tuple(p[c] for c in securities.COLUMNS) for p in resolution.periods]
+    catalog.overwrite_partitions(config, "securities", spark.createDataFrame(rows, catalog.SCHEMAS["securities"]))
+    return resolution
+
+
+def _unidentified_since(spark: SparkSession, config: RunConfig) -> dt.date | None:
+    """The first day of the data files of stock_prices that may hold a bar without security_id (a warehouse of an
+    earlier version: files written before the column existed, or with nulls in it), else None. Reads the table's
+    file metadata only."""
+    files = spark.table(catalog.table_identifier(config, "stock_prices", "files"))
+    nulls = F.col("readable_metrics.security_id.null_value_count")
+    return files.filter(nulls.isNull() | (nulls > 0)).agg(F.min("readable_metrics.date.lower_bound")).first()[0]
+
+
+def _identify_stored_prices(spark: SparkSession, config: RunConfig, intervals: list[tuple]) -> int:
+    """Give the stored bars without security_id theirs (the migration of an earlier version's warehouse): their months
+    rewritten in one commit, the rows otherwise unchanged. Returns how many bars it identified."""
+    stored = catalog.read_table(spark, config, "stock_prices")
+    missing = F.col("security_id").isNull()
+    bounds = stored.filter(missing).agg(F.min("date"), F.max("date"), F.count("*")).first()
+    if not bounds[2]:
+        return 0
+    rows = stored.filter(F.col("date").between(F.lit(bounds[0]), F.lit(bounds[1])))
+    identified = fanout.with_securities(rows.filter(missing).drop("security_id"), intervals)
+    # replace_rows carries the rest of their months along
+    catalog.replace_rows(spark, config, "stock_prices", identified.unionByName(rows.filter(~missing)), "date", *bounds[:2])
+    return bounds[2]
 
 
 def span_table(

@@ -32,6 +32,9 @@ PRICE_FIELDS = [
     T.StructField("transactions", T.LongType()),
 ]
 
+# A bar as the API gives it, before the run ties it to a security (stock_prices adds security_id).
+BAR_SCHEMA = T.StructType(PRICE_FIELDS)
+
 SCHEMAS: dict[str, T.StructType] = {
     "stock_tickers": T.StructType(
         [T.StructField(name, T.StringType()) for name in ("ticker", "name", "market", "locale", "primary_exchange", "type")]
@@ -50,7 +53,16 @@ SCHEMAS: dict[str, T.StructType] = {
             T.StructField("received_at", T.TimestampType()),
         ]
     ),
-    "stock_prices": T.StructType(PRICE_FIELDS),
+    # security_id: the security that traded under symbol on date (lib.ingestion.securities); symbol stays the ticker.
+    "stock_prices": T.StructType(PRICE_FIELDS + [T.StructField("security_id", T.StringType())]),
+    # One row per security and ticker period (lib.ingestion.securities): valid_to is the first day no longer under the
+    # ticker (null while held); valid_from the first day under it (null: since a listing the list endpoint does not date).
+    "securities": T.StructType(
+        [T.StructField("security_id", T.StringType()), T.StructField("ticker", T.StringType()),
+         T.StructField("valid_from", T.DateType()), T.StructField("valid_to", T.DateType())]
+        + [T.StructField(name, T.StringType()) for name in ("name", "cik", "composite_figi", "share_class_figi")]
+        + [T.StructField("delisted_date", T.DateType())]
+    ),  # fmt: skip
     "monthly_stock_prices": T.StructType(
         [
             T.StructField("symbol", T.StringType()),
@@ -142,6 +154,11 @@ SCHEMAS: dict[str, T.StructType] = {
     ),  # fmt: skip
 }
 
+# The tables built from stock_prices carry the security each row's series belongs to (analyses run per security).
+IDENTIFIED = ("stock_prices", "trend_summary", "technical_indicators", "anomalies", "forecasts")
+for _name in IDENTIFIED[1:]:
+    SCHEMAS[_name] = T.StructType(SCHEMAS[_name].fields + [T.StructField("security_id", T.StringType())])
+
 # Partitioning. The daily tables of bars by the month of their date: twenty years are 240 partitions, not 5,032, and a
 # day's write rewrites its month-to-date (replace_rows carries the month's other days along: about 230,000 rows for the
 # whole market). Warehouses made with day partitions are evolved on their next run (ensure_tables); their old day files
@@ -150,6 +167,8 @@ PARTITIONING = {
     "stock_tickers": "ds",
     "raw_daily_bars": "months(date)",
     "stock_prices": "months(date)",
+    # A few rows per security: one small unpartitioned table, rewritten whole by each run's 01_ingest.
+    "securities": None,
     "monthly_stock_prices": "month_start",
     "quality_results": "ds",
     "ingest_failures": "ds",
@@ -384,7 +403,7 @@ def _add_missing_properties(spark: SparkSession, table: str, properties: dict[st
 
 # The tables of market data an audited run writes on its branch, in the order lib.wap publishes them: the monthly
 # arrays, which readers use, come last, so a reader sees a run's day only once every daily table holds it.
-WAP_TABLES = ("stock_tickers", "corporate_actions", "raw_daily_bars", "stock_prices", "monthly_stock_prices")
+WAP_TABLES = ("stock_tickers", "securities", "corporate_actions", "raw_daily_bars", "stock_prices", "monthly_stock_prices")
 # Branches known to exist (True) or not (False), by (warehouse, catalog, namespace, table, branch): one refs lookup per
 # table and process; this process's own creates and drops keep it current.
 _BRANCHES: dict[tuple[str, str, str, str, str], bool] = {}
@@ -495,8 +514,11 @@ def read_table(spark: SparkSession, config: RunConfig, name: str) -> DataFrame:
 
 
 def conform(df: DataFrame, name: str) -> DataFrame:
-    """Select and cast `df` to the table's columns, in order; a missing column is an error."""
+    """Select and cast `df` to the table's columns, in order; a missing column is an error, but for security_id,
+    which a frame of bars its writer could not tie to a security leaves null (readers then take the ticker for it)."""
     schema = SCHEMAS[name]
+    if name in IDENTIFIED and "security_id" not in df.columns:
+        df = df.withColumn("security_id", F.lit(None).cast(T.StringType()))
     missing = [f.name for f in schema.fields if f.name not in df.columns]
     if missing:
         raise ValueError(f"cannot write {name}: the frame lacks columns {missing} (has {df.columns})")
