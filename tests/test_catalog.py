@@ -263,6 +263,7 @@ def test_the_session_takes_new_catalog_connections_and_sees_another_writers_comm
     table.append(pa.Table.from_pylist([other], schema=table.schema().as_arrow()))
 
     assert renew_catalog_connections(spark) == ["local"]
-    ours = spark.createDataFrame([(APRIL, "OURS", dt.date(2024, 4, 2), "gap", 1.0, 2.0, 1.0, "OURS")], catalog.SCHEMAS["anomalies"])
+    ours = spark.createDataFrame([(APRIL, "OURS", dt.date(2024, 4, 2), "gap", 1.0, 2.0, 1.0, "OURS")],
+                                 catalog.SCHEMAS["anomalies"])  # fmt: skip
     catalog.replace_rows(spark, config, "anomalies", ours, "date", dt.date(2024, 4, 2), dt.date(2024, 4, 2))
     assert sorted(r.symbol for r in catalog.read_table(spark, config, "anomalies").collect()) == ["OTHER", "OURS"]

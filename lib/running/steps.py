@@ -23,7 +23,6 @@ from lib.settings.config import RunConfig
 from lib.storage import catalog, monthly, wap
 from lib.storage.monthly import month_start
 
-
 # The driver's calls for reference data (the rest are bar calls, fanned out over the executors).
 REFERENCE_ENDPOINTS = ("tickers", "ticker_details", "splits", "dividends")
 
