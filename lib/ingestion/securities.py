@@ -60,11 +60,14 @@ def resolve(
     ds: dt.date,
     inactive_records: Callable[[str], list[dict]],
     details: Callable[[str, dt.date], dict | None],
+    newest: bool = True,
 ) -> Resolution:
     """The securities after a run of ds: `stored` (COLUMNS dicts) updated with the run's ticker records.
 
     `listed`: the records of the tickers listed on ds; `delisted`: the records of tickers delisted during a backfill's
-    span (None for a daily run, which asks only about the tickers it misses, through `inactive_records(ticker)`);
+    span (None for a daily run). A ticker current in `stored` that neither lists is asked about through
+    `inactive_records(ticker)` (its records no longer active on ds) when the run is the `newest` (no stored bar after
+    ds): a re-run of a past day has nothing to learn of what vanished since, and would ask about every later listing;
     `details(ticker, day)`: Massive's ticker details (for a ticker without a FIGI that the stored periods lack)."""
     stored = [dict(p) for p in stored]
     listed, delisted = list(listed), list(delisted) if delisted is not None else None
@@ -74,21 +77,19 @@ def resolve(
     if delisted is not None:
         observations += [(r, _day(r.get("delisted_utc"))) for r in delisted
                          if r.get("ticker") and r.get("delisted_utc") and _day(r.get("delisted_utc")) <= ds]  # fmt: skip
-    else:
-        seen_inactive = set()
-        for period in stored:
-            ticker = period["ticker"]
-            if period["valid_to"] is None and ticker not in listed_tickers and ticker not in seen_inactive:
-                seen_inactive.add(ticker)
-                calls["vanished"] += 1
-                for record in inactive_records(ticker):
-                    ended = _day(record.get("delisted_utc"))
-                    if record.get("ticker") == ticker and ended is not None and ended <= ds:
-                        observations.append((record, ended))
+    seen = listed_tickers | {r.get("ticker") for r, _ in observations}
+    for ticker in sorted({p["ticker"] for p in stored if p["valid_to"] is None} - seen) if newest else ():
+        # Current when last seen, and neither listed on ds nor among the delisted records the run has: gone since.
+        calls["vanished"] += 1
+        for record in inactive_records(ticker):
+            ended = _day(record.get("delisted_utc"))
+            if record.get("ticker") == ticker and ended is not None and ended <= ds:
+                observations.append((record, ended))
 
     by_key: dict[tuple[str, str], dict] = {(p["security_id"], p["ticker"]): p for p in stored}
     renames_before = _renames(by_key.values())
     closed_before = {key for key, p in by_key.items() if p["valid_to"] is not None}
+    new_keys: set[tuple[str, str]] = set()
     for record, ended in observations:
         ticker = record["ticker"]
         figi = record.get("composite_figi") or None
@@ -101,6 +102,7 @@ def resolve(
         if period is None:
             period = by_key[key] = {c: None for c in COLUMNS} | {"security_id": security_id, "ticker": ticker,
                                                                   "valid_from": list_date}  # fmt: skip
+            new_keys.add(key)
         if ended is not None:
             period["valid_to"] = ended  # what ended stays ended, and the latest word on when wins
         if ended is None or period["name"] is None:  # the listed record describes the period best
@@ -108,6 +110,7 @@ def resolve(
                            "share_class_figi": record.get("share_class_figi") or None})  # fmt: skip
 
     periods = _chain(by_key.values())
+    _date_reuses(periods, new_keys, ds, details, calls)
     renames = sorted(set(_renames(periods)) - set(renames_before), key=lambda r: (r[2], r[0]))
     delistings = sorted(
         {(p["ticker"], p["delisted_date"]) for p in periods
@@ -133,6 +136,24 @@ def _id_without_figi(periods, ticker: str, ended: dt.date | None, ds: dt.date, d
     record = details(ticker, (ended - dt.timedelta(days=1)) if ended else ds) or {}
     list_date = _day(record.get("list_date"))
     return fallback_id(ticker, list_date), list_date
+
+
+def _date_reuses(periods: list[dict], new_keys: set, ds: dt.date, details, calls) -> None:
+    """A ticker that another security held before: its new holder's first day under it, from its ticker details (one
+    call, when the run first meets the period), so that the days between the two (nobody's) are not taken for the
+    new holder's. A rename's period is dated by the period before it already."""
+    ends = {}
+    for p in periods:
+        if p["valid_to"] is not None:
+            ends.setdefault(p["ticker"], []).append((p["valid_to"], p["security_id"]))
+    for p in periods:
+        key = (p["security_id"], p["ticker"])
+        before = [end for end, other in ends.get(p["ticker"], ()) if other != p["security_id"]
+                  and (p["valid_to"] is None or end < p["valid_to"])]  # fmt: skip
+        if key in new_keys and p["valid_from"] is None and before:
+            calls["details"] += 1
+            record = details(p["ticker"], (p["valid_to"] - dt.timedelta(days=1)) if p["valid_to"] else ds) or {}
+            p["valid_from"] = _day(record.get("list_date"))
 
 
 def _chain(periods: Iterable[dict]) -> list[dict]:

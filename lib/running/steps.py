@@ -151,10 +151,11 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
     raw_bars = fanout.with_run_ds(fetched.raw_bars, config.ds)
     catalog.replace_rows(spark, config, "raw_daily_bars", raw_bars, "date", config.start_ds, config.ds)
     written_raw = span_table(spark, config, "raw_daily_bars")
-    migration = _unidentified_since(spark, config)
+    migration, last_day = _stored_bars(spark, config)
     if migration is not None and delisted is None:  # an earlier version's bars: resolve their span's tickers too
         delisted = driver_client.delisted_tickers(migration, config.ds)
-    resolution = update_securities(spark, config, driver_client, ticker_records, delisted)
+    newest = last_day is None or last_day <= config.ds
+    resolution = update_securities(spark, config, driver_client, ticker_records, delisted, newest)
     intervals = securities.intervals(resolution.periods)
     prices = fanout.with_securities(fanout.raw_to_prices(written_raw), intervals)
     catalog.replace_rows(spark, config, "stock_prices", prices, "date", config.start_ds, config.ds)
@@ -232,25 +233,29 @@ def security_intervals(spark: SparkSession, config: RunConfig) -> list[tuple]:
 
 
 def update_securities(spark: SparkSession, config: RunConfig, client: PolygonClient, listed: list[dict],
-                      delisted: list[dict] | None) -> securities.Resolution:  # fmt: skip
+                      delisted: list[dict] | None, newest: bool = True) -> securities.Resolution:  # fmt: skip
     """Resolve the run's ticker records against the stored securities and write the table whole (one commit)."""
     resolution = securities.resolve(
         stored_securities(spark, config), listed, delisted, config.ds,
         inactive_records=lambda ticker: client.tickers(as_of=config.ds, active=False, ticker=ticker),
-        details=client.ticker_details,
+        details=client.ticker_details, newest=newest,
     )  # fmt: skip
     rows = [tuple(p[c] for c in securities.COLUMNS) for p in resolution.periods]
     catalog.overwrite_partitions(config, "securities", spark.createDataFrame(rows, catalog.SCHEMAS["securities"]))
     return resolution
 
 
-def _unidentified_since(spark: SparkSession, config: RunConfig) -> dt.date | None:
-    """The first day of the data files of stock_prices that may hold a bar without security_id (a warehouse of an
-    earlier version: files written before the column existed, or with nulls in it), else None. Reads the table's
-    file metadata only."""
+def _stored_bars(spark: SparkSession, config: RunConfig) -> tuple[dt.date | None, dt.date | None]:
+    """From stock_prices' file metadata only (main, before the run writes): the first day of the data files that may
+    hold a bar without security_id (a warehouse of an earlier version: files written before the column existed, or
+    with nulls in it), else None; and the last day of a stored bar (None: no bar yet)."""
     files = spark.table(catalog.table_identifier(config, "stock_prices", "files"))
     nulls = F.col("readable_metrics.security_id.null_value_count")
-    return files.filter(nulls.isNull() | (nulls > 0)).agg(F.min("readable_metrics.date.lower_bound")).first()[0]
+    row = files.agg(
+        F.min(F.when(nulls.isNull() | (nulls > 0), F.col("readable_metrics.date.lower_bound"))),
+        F.max("readable_metrics.date.upper_bound"),
+    ).first()
+    return row[0], row[1]
 
 
 def _identify_stored_prices(spark: SparkSession, config: RunConfig, intervals: list[tuple]) -> int:

@@ -18,8 +18,9 @@ def period_order(p: dict) -> tuple:
 
 def intervals(periods: Iterable[dict]) -> list[tuple[str, dt.date | None, dt.date | None, str]]:
     """(ticker, from, until, security_id): the days each security traded under each ticker, as bars meet them. A
-    ticker's periods tile time: one runs from the end of the ticker's period before it (null: since ever) until before
-    its own end (null: still held). A bar on day d under ticker t belongs to the one interval of t holding d."""
+    ticker's periods follow each other: one runs from its own first day (valid_from) or, when that is unknown, from
+    the end of the ticker's period before it (null: since ever) until before its own end (null: still held). A bar
+    on day d under ticker t belongs to the one interval of t holding d."""
     by_ticker: dict[str, list[dict]] = {}
     for p in periods:
         by_ticker.setdefault(p["ticker"], []).append(p)
@@ -28,7 +29,8 @@ def intervals(periods: Iterable[dict]) -> list[tuple[str, dt.date | None, dt.dat
         mine = sorted(mine, key=period_order)
         low = None
         for p in mine:
-            rows.append((ticker, low, p["valid_to"], p["security_id"]))
+            start = max(low, p["valid_from"]) if low and p["valid_from"] else (p["valid_from"] or low)
+            rows.append((ticker, start, p["valid_to"], p["security_id"]))
             low = p["valid_to"]
             if low is None:
                 break
