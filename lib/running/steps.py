@@ -84,6 +84,13 @@ class IngestReport:
             f"{self.securities_summary()}"
         )
 
+    def identity_changes(self) -> pd.DataFrame:
+        """The renames and delistings the run learned of (lib.ingestion.securities), one row each, by day."""
+        rows = [{"date": day, "change": "rename", "ticker": old, "new_ticker": new} for old, new, day in self.renames]
+        rows += [{"date": day, "change": "delisting", "ticker": ticker, "new_ticker": None} for ticker, day in self.delistings]
+        return pd.DataFrame(rows, columns=["date", "change", "ticker", "new_ticker"]).sort_values(["date", "ticker"],
+                                                                                                  ignore_index=True)
+
     def securities_summary(self) -> str:
         learned = [f"{old} became {new} on {day}" for old, new, day in self.renames]
         learned += [f"{ticker} delisted on {day}" for ticker, day in self.delistings]
