@@ -282,6 +282,7 @@ def table_rows(params: dict) -> dict[str, dict[str, int]]:
         "monthly_stock_prices": ("month_start", " or ".join(f"month_start = '{m}'" for m in months)),
         **{name: ("ds", f"ds = '{config.ds}'") for name in DS_TABLES},
         "corporate_actions": ("last_seen_ds", f"last_seen_ds = '{config.ds}'"),  # the actions this run saw
+        "securities": ("security_id", "security_id IS NOT NULL"),  # rewritten whole by each run's 01_ingest
         # lib.stream's tables, by the span's UTC days (a session's minutes all fall on its UTC date).
         **{name: (column, f"{column} >= '{config.start_ds}T00:00:00+00:00' and "
                           f"{column} < '{config.ds + dt.timedelta(days=1)}T00:00:00+00:00'")
