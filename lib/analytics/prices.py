@@ -302,7 +302,8 @@ def read(
     tickers asked for, then by date; two tickers of one security give its rows once. Corporate actions apply per
     security (an action is keyed by the ticker on its ex-date): a split under the new ticker adjusts the bars traded
     under the old one. attrs["securities"] maps each ticker asked for to its security_id; attrs["ticker_changes"]
-    lists (security_id, old, new, day) for the changes within the span.
+    lists (security_id, old, new, day) for the changes within the span; attrs["spans"] the securities' intervals
+    (SPAN_COLUMNS tuples), for a caller that reads more of their rows (the dashboard: indicators, anomalies).
 
     `as_of_run` reads the tables as the run of that ds published them (its run-<ds> tag, lib.wap): what that run's
     04_trends saw, whatever later runs corrected.
@@ -364,6 +365,7 @@ def read(
     result.attrs["unknown_symbols"] = unknown
     result.attrs["securities"] = security_of
     result.attrs["ticker_changes"] = ticker_changes(spans, start, end)
+    result.attrs["spans"] = list(spans.itertuples(index=False, name=None))  # SPAN_COLUMNS tuples (attrs stay plain)
     return result
 
 
