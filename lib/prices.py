@@ -1,5 +1,6 @@
 """`python -m lib.prices`: daily prices of a few symbols as CSV, read without a JVM (the reader is
-lib.analytics.prices; `lib.prices.read` is the same function, for Python callers).
+lib.analytics.prices; `lib.prices.read` is the same function, for Python callers). A ticker reads its security:
+the bars of the span under every ticker that security traded (`EQNQ` prints ROGX's bars before the rename).
 
     python -m lib.prices MSFT SPX --start 2024-01-02 --end 2024-06-28 [--adjust raw|split|total_return]
         [--as-of 2024-06-28] [-f params/local.yaml] [-p warehouse W]
@@ -22,7 +23,7 @@ __all__ = ["read", "main"]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lib.prices", description=__doc__.split("\n")[0])
-    parser.add_argument("symbols", nargs="+", metavar="SYMBOL", help="tickers, e.g. MSFT SPX")
+    parser.add_argument("symbols", nargs="+", metavar="SYMBOL", help="tickers, e.g. MSFT SPX (each reads its security)")
     parser.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     parser.add_argument("--end", required=True, help="last day, YYYY-MM-DD")
     parser.add_argument("--adjust", default="split", choices=ADJUSTMENTS, help="default: split")

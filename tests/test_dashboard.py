@@ -135,11 +135,12 @@ def lake(tmp_path_factory):
     return {"warehouse": warehouse, "symbol": symbol, "default": default, "daily": daily, "anomaly_date": flagged}
 
 
-def start_dashboard(warehouse: Path, log: Path):
+def start_dashboard(warehouse: Path, log: Path, *params: str):
+    """The dashboard of `warehouse` on a free port (`params`: more -p NAME VALUE pairs, e.g. a namespace)."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "lib.dashboard", "-f", "params/local.yaml", "-p", "warehouse", str(warehouse),
-         "--port", str(port)],
+         *params, "--port", str(port)],
         cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/"
@@ -520,3 +521,28 @@ def test_page_escapes_every_value_it_shows():
     assert pages["refused"].count("&lt;script&gt;alert(1)") >= 5  # title, message, and the form's echoed values
     embedded = re.search(r'data-figure="([^"]*)"', pages["view"]).group(1)
     assert json.loads(html_module.unescape(embedded)) == json.loads(json.dumps(figure(view)))
+
+
+def test_a_change_of_ticker_is_marked_as_an_action_is():
+    """A hand-made view across a rename: a dotted line and 'OLD → NEW' on the day, the header names it, each candle says
+    the ticker it traded under, and an old ticker the picker does not offer is still one it submits."""
+    from lib.dashboard.data import QUALITY_COLUMNS, TREND_COLUMNS, Universe, View, ViewRequest, _empty
+    from lib.dashboard.page import figure, render_view
+
+    days = [dt.date(2024, 6, 5), dt.date(2024, 6, 6)]
+    bars = pd.DataFrame({"symbol": ["OLD", "NEW"], "date": days, "open": [10.0, 11.0], "high": [11.0, 12.0],
+                         "low": [9.0, 10.0], "close": [10.5, 11.5], "volume": [100.0, 200.0], "vwap": [10.2, 11.1],
+                         "ma_20": [None, None], "ma_50": [None, None]})  # fmt: skip
+    universe = Universe(pd.DataFrame({"ticker": ["NEW"], "name": ["New Co"]}), days[0], days[1], "NEW", 1,
+                        frozenset({"OLD", "NEW"}))  # fmt: skip
+    assert universe.knows("OLD") and not universe.knows("GONE")
+    view = View(ViewRequest("NEW", days[0], days[1], "split"), bars, _empty(["symbol", "date"]),
+                _empty(["date", "kind", "value", "score", "threshold"]), _empty(["action_type", "ex_date", "source_id"]),
+                _empty(TREND_COLUMNS), _empty(QUALITY_COLUMNS), [], [], [("OLD", "NEW", days[1])])  # fmt: skip
+    spec = figure(view)
+    assert [(s["name"], s["x0"]) for s in spec["layout"]["shapes"]] == [("ticker change OLD → NEW", "2024-06-06")]
+    assert [a["text"] for a in spec["layout"]["annotations"]] == ["OLD → NEW"]
+    assert spec["data"][0]["text"] == ["traded as OLD", "traded as NEW"]
+    html = render_view(universe, view)
+    assert "ticker change OLD → NEW on 2024-06-06" in html
+    assert 'data-held="OLD"' in html

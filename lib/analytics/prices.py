@@ -23,13 +23,16 @@ import pandas as pd
 from lib.core.errors import ConfigError
 from lib.core.vocabulary import ADJUSTMENTS
 from lib.settings.config import RunConfig
-from lib.storage import lake_reader
+from lib.storage import lake_reader, securities
 from lib.storage.catalog import SCHEMAS, pyiceberg_catalog
 from lib.storage.lake_reader import scan_symbols, snapshot_of_run
 
 logger = logging.getLogger("lib.prices")  # the name users know the reader by (python -m lib.prices)
 
-COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume", "vwap")
+COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume", "vwap")  # what `python -m lib.prices` prints
+READ_COLUMNS = (*COLUMNS, "security_id")  # what `read` returns: symbol is the ticker traded, security_id the security
+# The days a security traded under a ticker: from `from` on (null: since ever), before `until` (null: still held).
+SPAN_COLUMNS = ("ticker", "from", "until", "security_id")
 PRICE_COLUMNS = ("open", "high", "low", "close", "vwap")
 ACTION_COLUMNS = tuple(f.name for f in SCHEMAS["corporate_actions"].fields)
 # One row per symbol and ex-date: bars from valid_from (the symbol's previous ex-date; null: since ever) until
@@ -226,6 +229,62 @@ def _check_local_catalog(config: RunConfig) -> None:
             )
 
 
+def resolve_tickers(periods: list[dict], tickers: Sequence[str], start: dt.date, end: dt.date) -> tuple[dict, pd.DataFrame]:
+    """Each of `tickers` to the security a read of it over start..end means (lib.storage.securities.holder), and the
+    days each of those securities traded under each of its tickers.
+
+    Returns ({ticker: security_id}, spans): spans has the columns ticker, from, until (from on, before until; null:
+    open), security_id, one row per interval of a resolved security. A ticker the periods never had stands for
+    itself alone (security_id the ticker, every day), as the bars of a ticker the reference data never listed are
+    identified; so does every ticker when the warehouse has no securities table (`periods` empty).
+    """
+    every_interval = securities.intervals(periods)
+    security_of = {}
+    for ticker in tickers:
+        security_of[ticker] = securities.holder(periods, ticker, start, end) or ticker
+    known = {security_id for *_, security_id in every_interval}
+    rows = [row for row in every_interval if row[3] in set(security_of.values())]
+    rows += [(ticker, None, None, ticker) for ticker, security_id in security_of.items() if security_id not in known]
+    spans = pd.DataFrame(sorted(set(rows), key=lambda r: (r[3], r[2] or dt.date.max, r[0])), columns=list(SPAN_COLUMNS))
+    return security_of, spans
+
+
+def of_securities(frame: pd.DataFrame, spans: pd.DataFrame, day_column: str = "date") -> pd.DataFrame:
+    """The rows of `frame` (symbol, `day_column`, ...) that fall in an interval of `spans` (resolve_tickers), with
+    that interval's security_id: a bar (or an action, by its ex-date) under ticker t on day d belongs to the security
+    that held t on d, so a reused ticker's rows of the other company are left out. A new frame, in frame's order."""
+    if frame.empty:
+        return frame.assign(security_id=pd.Series(dtype="object"))
+    days = pd.to_datetime(frame[day_column]).dt.date
+    merged = frame.drop(columns=["security_id"], errors="ignore").assign(_day=days.to_numpy(), _order=np.arange(len(frame)))
+    merged = merged.merge(spans, left_on="symbol", right_on="ticker", how="inner")
+    after_from = merged["from"].isna() | (merged["_day"] >= merged["from"].fillna(dt.date.min))
+    before_until = merged["until"].isna() | (merged["_day"] < merged["until"].fillna(dt.date.max))
+    inside = merged[after_from & before_until].sort_values("_order")
+    return inside.drop(columns=["_day", "_order", "ticker", "from", "until"]).reset_index(drop=True)
+
+
+def ticker_changes(spans: pd.DataFrame, start: dt.date, end: dt.date) -> list[tuple[str, str, str, dt.date]]:
+    """(security_id, old ticker, new ticker, day) for each change of ticker of the securities of `spans` on a day of
+    start..end: a security's intervals in order, where one ends and the next begins under another ticker."""
+    changes = []
+    for security_id, mine in spans.groupby("security_id", sort=True):
+        ordered = [
+            (ticker, None if pd.isna(until) else until) for ticker, until in zip(mine["ticker"], mine["until"], strict=True)
+        ]
+        ordered.sort(key=lambda held: held[1] or dt.date.max)
+        for (old, day), (new, _) in zip(ordered, ordered[1:], strict=False):
+            if day is not None and old != new and start <= day <= end:
+                changes.append((security_id, old, new, day))
+    return sorted(changes, key=lambda c: (c[3], c[1]))
+
+
+def _by_security(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` keyed by security: the factor math groups by `symbol`, so a split under the new ticker reaches the
+    bars traded under the old one."""
+    return frame.assign(symbol=frame["security_id"])
+
+
 def read(
     config: RunConfig,
     symbols: Sequence[str],
@@ -235,16 +294,25 @@ def read(
     as_of: dt.date | None = None,
     as_of_run: dt.date | None = None,
 ) -> pd.DataFrame:
-    """COLUMNS of `symbols` from start..end, one row per symbol and day with a bar, ordered by symbol and date.
+    """READ_COLUMNS of the securities `symbols` name over start..end, one row per security and day with a bar.
+
+    Each ticker resolves to a security through the securities table (`resolve_tickers`; without the table, the ticker
+    alone), and the frame holds that security's whole history in the span under whatever tickers it traded: `symbol`
+    is the ticker as traded that day, `security_id` the security. Rows come by security, in the order of the (sorted)
+    tickers asked for, then by date; two tickers of one security give its rows once. Corporate actions apply per
+    security (an action is keyed by the ticker on its ex-date): a split under the new ticker adjusts the bars traded
+    under the old one. attrs["securities"] maps each ticker asked for to its security_id; attrs["ticker_changes"]
+    lists (security_id, old, new, day) for the changes within the span; attrs["spans"] the securities' intervals
+    (SPAN_COLUMNS tuples), for a caller that reads more of their rows (the dashboard: indicators, anomalies).
 
     `as_of_run` reads the tables as the run of that ds published them (its run-<ds> tag, lib.wap): what that run's
     04_trends saw, whatever later runs corrected.
 
-    Reads the monthly arrays (lib.storage.lake_reader) and corporate_actions through pyiceberg. Under `total_return` the
-    arrays are read on past `end` to the last relevant ex-date, for the closes before it. The warnings about the
-    actions left out, and one per symbol without a bar in the span (naming it, and whether the warehouse has the
-    symbol at all), are logged and kept in the frame's attrs["warnings"]; attrs["unknown_symbols"] lists the
-    symbols the warehouse has no prices of on any day.
+    Reads the monthly arrays (lib.storage.lake_reader), which stay keyed by the ticker traded, of every ticker the
+    securities held, and corporate_actions through pyiceberg. Under `total_return` the arrays are read on past `end` to
+    the last relevant ex-date, for the closes before it. The warnings about the actions left out, and one per symbol
+    without a bar in the span (naming it, and whether the warehouse has the symbol at all), are logged and kept in the
+    frame's attrs["warnings"]; attrs["unknown_symbols"] lists the symbols the warehouse has no prices of on any day.
     """
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
@@ -255,26 +323,37 @@ def read(
     if not symbols:
         raise ConfigError("name at least one symbol, e.g. MSFT")
     _check_local_catalog(config)
-    actions = _empty_actions() if adjust == "raw" else read_actions(config, symbols, as_of_run)
-    usable, warnings = usable_actions(actions, after=start, as_of=as_of)
+    security_of, spans = resolve_tickers(lake_reader.read_securities(config, as_of_run) or [], symbols, start, end)
+    tickers = sorted(set(spans["ticker"]))
+    actions = _empty_actions() if adjust == "raw" else read_actions(config, tickers, as_of_run)
+    usable, warnings = usable_actions(of_securities(actions, spans, "ex_date"), after=start, as_of=as_of)
+    usable = of_securities(usable, spans, "ex_date")
     read_end = end
     dividend_dates = usable.loc[usable["action_type"] == "dividend", "ex_date"]
     if adjust == "total_return" and not dividend_dates.empty:
         read_end = max(end, max(dividend_dates) - dt.timedelta(days=1))
     try:
-        daily = lake_reader.read_daily(config, symbols, start, read_end, as_of_run=as_of_run)
+        daily = of_securities(lake_reader.read_daily(config, tickers, start, read_end, as_of_run=as_of_run), spans)
     except (NoSuchTableError, NoSuchNamespaceError) as exc:
         raise ConfigError(
             f"no table {config.namespace}.monthly_stock_prices in the warehouse {config.warehouse}: "
             "run 01_ingest then 02_monthly_rollup, or point -p warehouse / -p namespace at one that has it"
         ) from exc
-    factors, more = factor_table(usable, daily, adjust)
+    factors, more = factor_table(_by_security(usable), _by_security(daily), adjust)
     warnings += more
-    adjusted = adjust_daily(daily, factors)
+    adjusted = adjust_daily(_by_security(daily), factors).assign(symbol=daily["symbol"])
     in_range = adjusted[(adjusted["date"] >= start) & (adjusted["date"] <= end)]
-    result = in_range.loc[:, list(COLUMNS)].sort_values(["symbol", "date"]).reset_index(drop=True)
-    without_bars = [s for s in symbols if s not in set(result["symbol"])]
-    unknown = _symbols_without_prices(config, without_bars, as_of_run)
+    rank = {}
+    for ticker in symbols:
+        rank.setdefault(security_of[ticker], len(rank))
+    result = in_range.assign(_rank=in_range["security_id"].map(rank)).sort_values(["_rank", "date"])
+    result = result.loc[:, list(READ_COLUMNS)].reset_index(drop=True)
+    with_bars = set(result["security_id"])
+    without_bars = [s for s in symbols if security_of[s] not in with_bars]
+    tickers_of = spans.groupby("security_id")["ticker"].agg(list)
+    asked = sorted({t for s in without_bars for t in tickers_of[security_of[s]]})
+    unpriced = set(_symbols_without_prices(config, asked, as_of_run))
+    unknown = [s for s in without_bars if unpriced.issuperset(tickers_of[security_of[s]])]
     where = f"{config.namespace}.monthly_stock_prices of the warehouse {config.warehouse}"
     for symbol in without_bars:
         if symbol in unknown:
@@ -284,6 +363,9 @@ def read(
     _report(warnings)
     result.attrs["warnings"] = warnings
     result.attrs["unknown_symbols"] = unknown
+    result.attrs["securities"] = security_of
+    result.attrs["ticker_changes"] = ticker_changes(spans, start, end)
+    result.attrs["spans"] = list(spans.itertuples(index=False, name=None))  # SPAN_COLUMNS tuples (attrs stay plain)
     return result
 
 

@@ -23,6 +23,7 @@ from lib.core.trading_days import FIRST_SESSION, trading_days
 from lib.core.vocabulary import ADJUSTMENTS
 from lib.settings.config import RunConfig, parse_ds
 from lib.storage.catalog import pyiceberg_catalog
+from lib.storage.lake_reader import read_securities
 
 UNIVERSE_RECHECK_S = 5.0  # a new run's symbols and days show within this many seconds
 DEFAULT_SPAN_DAYS = 182  # the last ~6 months of data
@@ -53,9 +54,10 @@ class Universe:
     last_date: dt.date  # the latest from_date: the last trading day applied
     default_symbol: str  # the most traded symbol of the latest month (by volume), else the first
     snapshot_id: int | None
+    held_tickers: frozenset[str] = frozenset()  # every ticker of the securities table: an old one finds its security
 
     def knows(self, symbol: str) -> bool:
-        return symbol in set(self.symbols["ticker"])
+        return symbol in set(self.symbols["ticker"]) or symbol in self.held_tickers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +83,7 @@ class View:
     quality: pd.DataFrame  # the latest ds of quality_results, QUALITY_COLUMNS
     missing_days: list[dt.date]  # trading days of the span (within the data) with no bar of the symbol
     notes: list[str]
+    ticker_changes: list[tuple[str, str, dt.date]] = dataclasses.field(default_factory=list)  # (old, new, day) in the span
 
     @property
     def last_close(self) -> float | None:
@@ -197,9 +200,10 @@ class Lake:
         # Every symbol with prices can be opened; its name comes from stock_tickers when it has one.
         symbols = pd.DataFrame({"ticker": sorted(set(priced) | set(names.index))})
         symbols["name"] = symbols["ticker"].map(names).fillna("")
+        held = frozenset(period["ticker"] for period in read_securities(self.config) or [])
         return Universe(
             symbols=symbols, first_date=_as_date(first_date), last_date=_as_date(last_date),
-            default_symbol=default_symbol, snapshot_id=snapshot_id,
+            default_symbol=default_symbol, snapshot_id=snapshot_id, held_tickers=held,
         )  # fmt: skip
 
     # -- the URL state -----------------------------------------------------------------------
@@ -227,8 +231,9 @@ class Lake:
     # -- one view ----------------------------------------------------------------------------
 
     def view(self, request: ViewRequest) -> View:
-        """Everything the page shows for `request`, read now."""
-        from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual
+        """Everything the page shows for `request`, read now: the security the symbol names over the span (lib.prices
+        resolves it), under every ticker it traded, its changes of ticker marked."""
+        from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, LessThanOrEqual
 
         universe = self.universe()
         catalog = self._catalog()
@@ -241,21 +246,29 @@ class Lake:
         notes += [f"prices: {w}" for w in history.attrs.get("warnings", [])]
         bars = with_moving_averages(history)
         bars = bars[(bars["date"] >= start) & (bars["date"] <= end)].reset_index(drop=True)
+        # The security's tickers and the days each was its own: its rows of the other tables are theirs on those days.
+        spans = pd.DataFrame(history.attrs["spans"], columns=list(prices.SPAN_COLUMNS))
+        tickers = sorted(set(spans["ticker"]))
+        changes = [(old, new, day) for _, old, new, day in history.attrs["ticker_changes"] if start < day <= end]
 
         in_span = And(GreaterThanOrEqual("date", start.isoformat()), LessThanOrEqual("date", end.isoformat()))
-        indicators = self._scan(catalog, "technical_indicators", notes, And(EqualTo("symbol", symbol), in_span))
+        indicators = self._scan(catalog, "technical_indicators", notes, And(In("symbol", tickers), in_span))
         if indicators is None or indicators.empty:
             indicators = _empty(("symbol", "date", *INDICATOR_COLUMNS))
+        else:
+            indicators = prices.of_securities(indicators, spans).drop(columns="security_id")
         indicators = indicators.sort_values("date").reset_index(drop=True)
 
-        anomalies = self._scan(catalog, "anomalies", notes, And(EqualTo("symbol", symbol), in_span))
+        anomalies = self._scan(catalog, "anomalies", notes, And(In("symbol", tickers), in_span))
+        if anomalies is not None and not anomalies.empty:
+            anomalies = prices.of_securities(anomalies, spans)
         if anomalies is None or anomalies.empty:
             anomalies = _empty(("date", "kind", "value", "score", "threshold"))
         else:  # a flag as the latest run saw it
             anomalies = anomalies.sort_values("ds").drop_duplicates(["date", "kind"], keep="last").sort_values("date")
             anomalies = anomalies.loc[:, ["date", "kind", "value", "score", "threshold"]].reset_index(drop=True)
 
-        actions = self._actions(catalog, symbol, start, end, notes)
+        actions = self._actions(catalog, spans, start, end, notes)
         trend = self._scan(catalog, "trend_summary", notes, EqualTo("symbol", symbol))
         if trend is None or trend.empty:
             trend = _empty(TREND_COLUMNS)
@@ -270,15 +283,16 @@ class Lake:
             quality = quality.sort_values(["table_name", "check_name"]).loc[:, list(QUALITY_COLUMNS)].reset_index(drop=True)
 
         missing = missing_days(bars, max(start, universe.first_date), min(end, universe.last_date))
-        return View(request, bars, indicators, anomalies, actions, trend, quality, missing, notes)
+        return View(request, bars, indicators, anomalies, actions, trend, quality, missing, notes, changes)
 
-    def _actions(self, catalog, symbol: str, start: dt.date, end: dt.date, notes: list[str]) -> pd.DataFrame:
-        from pyiceberg.expressions import EqualTo
+    def _actions(self, catalog, spans: pd.DataFrame, start: dt.date, end: dt.date, notes: list[str]) -> pd.DataFrame:
+        """The security's actions with ex_date in the span: those of its tickers on the days they were its own."""
+        from pyiceberg.expressions import In
 
-        actions = self._scan(catalog, "corporate_actions", notes, EqualTo("symbol", symbol))
+        actions = self._scan(catalog, "corporate_actions", notes, In("symbol", sorted(set(spans["ticker"]))))
         if actions is None or actions.empty:
             return _empty(ACTION_COLUMNS)
-        actions = actions.assign(ex_date=_dates(actions["ex_date"]))
+        actions = prices.of_securities(actions.assign(ex_date=_dates(actions["ex_date"])), spans, "ex_date")
         actions = actions[(actions["ex_date"] >= start) & (actions["ex_date"] <= end)]
         return actions.sort_values(["ex_date", "source_id"]).loc[:, list(ACTION_COLUMNS)].reset_index(drop=True)
 

@@ -23,7 +23,7 @@ ADJUST_LABELS = {"raw": "as traded", "split": "split-adjusted", "total_return": 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"  # beside this module, so that the folder moves with it
 COLORS = {"up": "#26a69a", "down": "#ef5350", "ma_20": "#ff9800", "ma_50": "#3f51b5", "band": "rgba(120,144,156,0.6)",
-          "action": "#8e24aa", "anomaly": "#d81b60"}  # fmt: skip
+          "action": "#8e24aa", "anomaly": "#d81b60", "ticker": "#546e7a"}  # fmt: skip
 
 
 def price_text(value: float | None) -> str:
@@ -52,7 +52,7 @@ def _days(column: pd.Series) -> list[str]:
 
 def figure(view: View) -> dict:
     """The interactive chart as a plotly.js figure (data and layout): candlesticks with moving averages, Bollinger
-    bands, anomaly and corporate-action marks; volume below; RSI and MACD panels when technical_indicators has rows
+    bands, anomaly, corporate-action and ticker-change marks; volume below; RSI and MACD panels when technical_indicators has rows
     for the span. A plain dict, built without plotly's validating classes (they cost most of a second per figure);
     `plotly.graph_objects.Figure(figure(view))` shows it in a notebook."""
     bars, indicators = view.bars, view.indicators
@@ -81,6 +81,7 @@ def figure(view: View) -> dict:
         "type": "candlestick", "name": view.request.symbol, "x": dates, "open": _values(bars["open"]),
         "high": _values(bars["high"]), "low": _values(bars["low"]), "close": _values(bars["close"]),
         "increasing": {"line": {"color": COLORS["up"]}}, "decreasing": {"line": {"color": COLORS["down"]}},
+        "text": [f"traded as {s}" for s in bars["symbol"]],  # hover: the ticker of the day, across a change of ticker
         "xaxis": "x", "yaxis": axis["price"],
     }]  # fmt: skip
     for window in MOVING_AVERAGES:
@@ -96,6 +97,7 @@ def figure(view: View) -> dict:
                             "fillcolor": "rgba(120,144,156,0.08)"})  # fmt: skip
     data += _anomaly_marks(view, axis["price"])
     _mark_actions(layout, view, axis["price"])
+    _mark_ticker_changes(layout, view, axis["price"])
 
     up = (bars["close"] >= bars["open"]).tolist()
     colors = [COLORS["up"] if u else COLORS["down"] for u in up]
@@ -160,6 +162,22 @@ def _mark_actions(layout: dict, view: View, yaxis: str) -> None:
                                       "font": {"color": COLORS["action"], "size": 11}})  # fmt: skip
 
 
+def ticker_change_label(old: str, new: str) -> str:
+    return f"{old} → {new}"
+
+
+def _mark_ticker_changes(layout: dict, view: View, yaxis: str) -> None:
+    """A line where the security changed ticker, as an action's: its bars before it were traded under the old one."""
+    for old, new, day in view.ticker_changes:
+        when = day.isoformat()
+        layout["shapes"].append({"type": "line", "name": f"ticker change {ticker_change_label(old, new)}", "xref": "x",
+                                 "x0": when, "x1": when, "yref": f"{yaxis} domain", "y0": 0, "y1": 1,
+                                 "line": {"width": 1.5, "dash": "dot", "color": COLORS["ticker"]}})  # fmt: skip
+        layout["annotations"].append({"x": when, "xref": "x", "y": 0, "yref": f"{yaxis} domain",
+                                      "text": ticker_change_label(old, new), "showarrow": False, "yanchor": "top",
+                                      "font": {"color": COLORS["ticker"], "size": 11}})  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # The page
 
@@ -178,10 +196,12 @@ def _controls(universe: Universe | None, request: ViewRequest | None, query: dic
         "end": request.end.isoformat() if request else query.get("end", ""),
         "adjust": request.adjust if request else query.get("adjust", "split"),
         "choices": [(a, ADJUST_LABELS[a]) for a in ADJUSTMENTS],
-        "options": [], "bounds": None, "quick": [],
+        "options": [], "bounds": None, "quick": [], "held": "",
     }  # fmt: skip
     if universe is not None:
         controls["options"] = list(universe.symbols.itertuples(index=False))
+        # Old tickers are not offered, but one typed in opens its security (the picker submits what it knows).
+        controls["held"] = " ".join(sorted(universe.held_tickers - set(universe.symbols["ticker"])))
         controls["bounds"] = (universe.first_date.isoformat(), universe.last_date.isoformat())
     if universe is not None and request is not None:
         for label, days in QUICK_SPANS:
@@ -243,6 +263,7 @@ def render_view(universe: Universe, view: View) -> str:
         missing_days=days,
         missing_shown=", ".join(d.isoformat() for d in days[:60]) + (f" … and {len(days) - 60} more" if len(days) > 60 else ""),
         quality_summary=quality_summary, quality=quality, notes=view.notes,
+        ticker_changes=[f"{ticker_change_label(old, new)} on {day}" for old, new, day in view.ticker_changes],
     )  # fmt: skip
 
 

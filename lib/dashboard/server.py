@@ -106,6 +106,7 @@ def view_summary(lake: Lake, query: dict[str, str]) -> tuple[int, dict]:
         "adjust": request.adjust, "bars": len(view.bars), "last_close": _finite(view.last_close),
         "actions": len(view.actions), "anomalies": len(view.anomalies), "indicators": len(view.indicators),
         "missing_days": [d.isoformat() for d in view.missing_days], "notes": view.notes,
+        "ticker_changes": [{"from": old, "to": new, "day": day.isoformat()} for old, new, day in view.ticker_changes],
     }  # fmt: skip
 
 

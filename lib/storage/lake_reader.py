@@ -108,3 +108,21 @@ def read_daily(
     daily = daily.reindex(columns=list(METRICS)).dropna(how="all").reset_index().rename_axis(columns=None)
     daily["transactions"] = daily["transactions"].round().astype("Int64")
     return daily[columns].sort_values(["symbol", "date"]).reset_index(drop=True)
+
+
+def read_securities(config: RunConfig, as_of_run: dt.date | None = None) -> list[dict] | None:
+    """The securities table's ticker periods (security_id, ticker, valid_from, valid_to dicts, as
+    lib.storage.securities reads them); None when the warehouse has no such table (written before it existed).
+
+    With `as_of_run`, as that run published them (its run-<ds> tag) when the table has the tag; a run older than the
+    table has none, and the periods known now are the best word on who held a ticker then."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    try:
+        table = pyiceberg_catalog(config).load_table(f"{config.namespace}.securities")
+    except (NoSuchTableError, NoSuchNamespaceError):
+        return None
+    tagged = as_of_run is not None and table.snapshot_by_name(run_tag(as_of_run)) is not None
+    snapshot = snapshot_of_run(table, as_of_run) if tagged else None
+    fields = ("security_id", "ticker", "valid_from", "valid_to")
+    return table.scan(selected_fields=fields, snapshot_id=snapshot).to_arrow().to_pylist()

@@ -6,6 +6,7 @@
   const picker = document.getElementById("symbol");
   if (form && picker) {
     const known = new Set(Array.from(document.querySelectorAll("#universe option"), o => o.value));
+    (picker.dataset.held || "").split(" ").filter(Boolean).forEach(t => known.add(t));  // old tickers of securities
     picker.addEventListener("change", () => {
       picker.value = picker.value.trim().toUpperCase();
       if (known.has(picker.value)) form.requestSubmit();
