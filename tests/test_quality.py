@@ -608,7 +608,8 @@ def test_price_jumps_follow_the_security_not_the_ticker(spark):
         # OLD reused by another company from the 7th, at another price level.
         *[bar("OLD", d, close=c) + ("FIGI-2",) for d, c in zip(days[6:9], [10.0, 10.2, 10.1], strict=True)],
         # A bar of an earlier version (no security_id): its ticker is its series.
-        bar("LEGACY", days[0], close=20.0) + (None,), bar("LEGACY", days[1], close=40.0) + (None,),
+        bar("LEGACY", days[0], close=20.0) + (None,),
+        bar("LEGACY", days[1], close=40.0) + (None,),
     ]
     bars = spark.createDataFrame(rows, identified)
     inputs = QualityInputs(stock_prices=bars, price_context=bars,
@@ -626,8 +627,10 @@ def test_price_jumps_follow_the_security_not_the_ticker(spark):
 def test_outliers_follow_the_security(spark):
     """The close change into a reused ticker's first bar is not the previous company's: no outlier there."""
     identified = T.StructType(PRICE_FIELDS + [T.StructField("security_id", T.StringType())])
-    rows = [bar("REUS", d, c, c, c, c, v, c, 10) + ("FIGI-1",)
-            for d, c, v in zip(MARCH_SESSIONS[:8], CALM_CLOSES[:8], CALM_VOLUMES[:8], strict=True)]
+    rows = [
+        bar("REUS", d, c, c, c, c, v, c, 10) + ("FIGI-1",)
+        for d, c, v in zip(MARCH_SESSIONS[:8], CALM_CLOSES[:8], CALM_VOLUMES[:8], strict=True)
+    ]
     rows += [bar("REUS", d, c / 10, c / 10, c / 10, c / 10, v, c / 10, 10) + ("FIGI-2",)
              for d, c, v in zip(MARCH_SESSIONS[8:], CALM_CLOSES[8:], CALM_VOLUMES[8:], strict=True)]  # fmt: skip
     bars = spark.createDataFrame(rows, identified)

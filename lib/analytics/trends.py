@@ -174,8 +174,11 @@ def max_drawdown(daily: DataFrame) -> DataFrame:
     Needs `symbol`, `date`, `close`.
     """
     keys, named = _per_series(daily)
-    return drawdowns(daily).groupBy(*keys).agg(*named, F.min("drawdown").alias("max_drawdown")).select(
-        "symbol", "max_drawdown", *carried(daily)[1:]
+    return (
+        drawdowns(daily)
+        .groupBy(*keys)
+        .agg(*named, F.min("drawdown").alias("max_drawdown"))
+        .select("symbol", "max_drawdown", *carried(daily)[1:])
     )
 
 
