@@ -597,6 +597,50 @@ def test_price_jumps_clean(spark):
     assert (result.status, result.failed_rows) == ("pass", 0), result.details
 
 
+def test_price_jumps_follow_the_security_not_the_ticker(spark):
+    """A rename is no move, a reused ticker's first bar is not compared with the previous company's last close, and a
+    split announced under the new ticker explains the move across the rename (an action keyed by its day's ticker)."""
+    identified = T.StructType(PRICE_FIELDS + [T.StructField("security_id", T.StringType())])
+    days = MARCH_SESSIONS
+    rows = [
+        *[bar("OLD", d, close=c) + ("FIGI-1",) for d, c in zip(days[:3], [100.0, 101.0, 102.0], strict=True)],
+        *[bar("NEW", d, close=c) + ("FIGI-1",) for d, c in zip(days[3:6], [51.5, 52.0, 51.0], strict=True)],  # 1:2 ex 6th
+        # OLD reused by another company from the 7th, at another price level.
+        *[bar("OLD", d, close=c) + ("FIGI-2",) for d, c in zip(days[6:9], [10.0, 10.2, 10.1], strict=True)],
+        # A bar of an earlier version (no security_id): its ticker is its series.
+        bar("LEGACY", days[0], close=20.0) + (None,),
+        bar("LEGACY", days[1], close=40.0) + (None,),
+    ]
+    bars = spark.createDataFrame(rows, identified)
+    inputs = QualityInputs(stock_prices=bars, price_context=bars,
+                           corporate_actions=actions(spark, [split_action("NEW", days[3], 1.0, 2.0, "S1")]))  # fmt: skip
+
+    (result,) = run_checks(inputs, days[8], days[:9], only=["price_jumps"])
+
+    assert keys(result, "symbol", "previous_date", "date") == [("LEGACY", days[0], days[1])], result.details
+    # The same bars named by ticker alone: the reuse is a jump, and the old ticker's move into the split is unexplained.
+    (by_ticker,) = run_checks(QualityInputs(stock_prices=bars.drop("security_id"), corporate_actions=inputs.corporate_actions),
+                              days[8], days[:9], only=["price_jumps"])  # fmt: skip
+    assert ("OLD", days[2], days[6]) in keys(by_ticker, "symbol", "previous_date", "date")
+
+
+def test_outliers_follow_the_security(spark):
+    """The close change into a reused ticker's first bar is not the previous company's: no outlier there."""
+    identified = T.StructType(PRICE_FIELDS + [T.StructField("security_id", T.StringType())])
+    rows = [
+        bar("REUS", d, c, c, c, c, v, c, 10) + ("FIGI-1",)
+        for d, c, v in zip(MARCH_SESSIONS[:8], CALM_CLOSES[:8], CALM_VOLUMES[:8], strict=True)
+    ]
+    rows += [bar("REUS", d, c / 10, c / 10, c / 10, c / 10, v, c / 10, 10) + ("FIGI-2",)
+             for d, c, v in zip(MARCH_SESSIONS[8:], CALM_CLOSES[8:], CALM_VOLUMES[8:], strict=True)]  # fmt: skip
+    bars = spark.createDataFrame(rows, identified)
+    (result,) = run_checks(QualityInputs(stock_prices=bars), D(2024, 3, 18), MARCH_SESSIONS, only=["outliers"])
+    assert (result.status, result.failed_rows) == ("pass", 0), result.details
+    (by_ticker,) = run_checks(QualityInputs(stock_prices=bars.drop("security_id")), D(2024, 3, 18), MARCH_SESSIONS,
+                              only=["outliers"])  # fmt: skip
+    assert keys(by_ticker, "symbol", "date", "measure") == [("REUS", D(2024, 3, 13), "close_change")]
+
+
 # ---------------------------------------------------------------------------- running, reporting, gate
 
 

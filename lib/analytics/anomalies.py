@@ -1,4 +1,7 @@
-"""Price anomalies: days whose return, opening gap or volume sits far outside the symbol's own recent past.
+"""Price anomalies: days whose return, opening gap or volume sits far outside the series' own recent past.
+
+A series is a security when the frame has security_id (lib.analytics.series), else a symbol: a renamed security's
+first bar under its new ticker continues its series, a reused ticker's first bar starts a new one.
 
 The score is a robust z-score, (x - median) / (1.4826 * MAD) over the previous `window` bars (the day itself
 excluded), so one spike neither hides itself nor the next. Run it on the adjusted series (lib.prices.adjust_frame,
@@ -15,6 +18,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from lib.analytics.series import carried, series_key
+
 KINDS = ("return", "gap", "volume")
 # |score| above which a day is flagged, per kind. A normal series exceeds 5 robust sigmas about once in
 # 3.5 million days; fat-tailed daily returns do more often, which is what is worth a look.
@@ -25,18 +30,20 @@ MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard
 
 
 def measures(daily: DataFrame) -> DataFrame:
-    """symbol, date and one column per kind: log return close to close, log gap open to previous close, log volume.
+    """symbol, date and one column per kind: log return close to close, log gap open to previous close, log volume
+    (and security_id when `daily` has it: the previous close is then the security's).
 
     Needs symbol, date, open, close, volume (one row per symbol and date; null or non-positive values give null).
     """
-    by_date = Window.partitionBy("symbol").orderBy("date")
+    names = carried(daily)
+    by_date = Window.partitionBy(series_key(daily)).orderBy("date")
     previous_close = F.lag("close").over(by_date)
 
     def log_ratio(numerator, denominator):
         return F.when((numerator > 0) & (denominator > 0), F.log(numerator / denominator))
 
     return daily.select(
-        "symbol",
+        *names,
         "date",
         log_ratio(F.col("close"), previous_close).alias("return"),
         log_ratio(F.col("open"), previous_close).alias("gap"),
@@ -90,8 +97,9 @@ _BUCKETS_PER_PARTITION = 2  # groups of symbols per shuffle partition for the nu
 def robust_scores(
     daily: DataFrame, window: int = DEFAULT_WINDOW, min_bars: int = MIN_BARS, since: dt.date | None = None
 ) -> DataFrame:
-    """symbol, date, kind, value, score for every bar and kind with at least `min_bars` trailing values (at most
-    `window`: a window shorter than min_bars scores once it is full, rather than never).
+    """symbol, date, kind, value, score (and security_id when `daily` has it) for every bar and kind with at least
+    `min_bars` trailing values (at most `window`: a window shorter than min_bars scores once it is full, rather
+    than never).
 
     value is the day's measure (see `measures`); score its robust z-score against the previous `window` bars.
     A trailing window with MAD 0 (a constant series) gives no score. `since`: score only the bars from that date on
@@ -103,17 +111,19 @@ def robust_scores(
     the two middle values, as a hand computation does.
     """
     min_bars = min(min_bars, window)
+    key, names = series_key(daily), carried(daily)
+    schema = SCORE_SCHEMA + "".join(f", {name} string" for name in names[1:])
     per_kind = measures(daily).select(
-        "symbol", "date", F.explode(F.array(*[F.struct(F.lit(k).alias("kind"), F.col(f"`{k}`").alias("value"))
+        *names, "date", F.explode(F.array(*[F.struct(F.lit(k).alias("kind"), F.col(f"`{k}`").alias("value"))
                                              for k in KINDS])).alias("m"),
-    ).select("symbol", "date", "m.kind", "m.value")  # fmt: skip
+    ).select(*names, "date", "m.kind", "m.value")  # fmt: skip
     buckets = int(daily.sparkSession.conf.get("spark.sql.shuffle.partitions")) * _BUCKETS_PER_PARTITION
 
     def score(frame: pd.DataFrame) -> pd.DataFrame:
-        frame = frame.sort_values(["symbol", "kind", "date"], ignore_index=True).drop(columns="bucket")
+        frame = frame.sort_values([key, "kind", "date"], ignore_index=True).drop(columns="bucket")
         n = len(frame)
         first = np.ones(n, dtype=bool)
-        first[1:] = (frame["symbol"].to_numpy()[1:] != frame["symbol"].to_numpy()[:-1]) | (
+        first[1:] = (frame[key].to_numpy()[1:] != frame[key].to_numpy()[:-1]) | (
             frame["kind"].to_numpy()[1:] != frame["kind"].to_numpy()[:-1]
         )
         starts = np.maximum.accumulate(np.where(first, np.arange(n), 0))
@@ -123,8 +133,8 @@ def robust_scores(
         keep = ~np.isnan(scores)
         return frame.iloc[rows[keep]].assign(score=scores[keep])
 
-    bucketed = per_kind.withColumn("bucket", F.pmod(F.hash("symbol"), F.lit(buckets)))
-    return bucketed.groupBy("bucket").applyInPandas(score, SCORE_SCHEMA)
+    bucketed = per_kind.withColumn("bucket", F.pmod(F.hash(key), F.lit(buckets)))
+    return bucketed.groupBy("bucket").applyInPandas(score, schema)
 
 
 def flag(scores: DataFrame, thresholds: Mapping[str, float] | None = None) -> DataFrame:

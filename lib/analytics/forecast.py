@@ -4,6 +4,9 @@ Honesty rules: a forecast made at origin t reads only bars up to t, the linear m
 samples whose target is known by the last trading day before t's month (so it is refitted once a month, and the
 same origin gets the same model whatever the span or the warehouse's last day), and the scores only count
 forecasts whose actual close is known, every model on the same ones.
+
+A series is a security when the frame has security_id (lib.analytics.series), else a symbol: a forecast reads its
+security's bars under every ticker it traded as, and its row keeps the ticker traded on the origin date.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lib.analytics.indicators import technical_indicators
+from lib.analytics.series import carried, series_key
 from lib.core.trading_days import trading_days
 
 MODELS = ("naive", "drift", "linear")
@@ -28,11 +32,12 @@ def features(series: DataFrame) -> DataFrame:
     Needs symbol, date, high, low, close, volume (adjusted, one row per symbol and date, no null close). Every
     value of a bar depends only on that bar and the ones before it.
     """
-    by_date = Window.partitionBy("symbol").orderBy("date")
+    key, names = series_key(series), carried(series)
+    by_date = Window.partitionBy(key).orderBy("date")
     log_close = F.log("close")
     first_close = F.first("close").over(by_date.rowsBetween(Window.unboundedPreceding, Window.currentRow))
     bars = series.select(
-        "symbol",
+        *names,
         "date",
         "close",
         (F.row_number().over(by_date) - 1).alias("i"),
@@ -43,8 +48,8 @@ def features(series: DataFrame) -> DataFrame:
     )
     bars = bars.withColumn("vol_20", F.stddev_samp("ret_1").over(by_date.rowsBetween(-19, Window.currentRow)))
     bars = bars.withColumn("drift_per_day", F.when(F.col("i") > 0, (F.col("close") - F.col("first_close")) / F.col("i")))
-    rsi = technical_indicators(series).select("symbol", "date", "rsi_14")
-    return bars.join(rsi, ["symbol", "date"]).drop("first_close")
+    rsi = technical_indicators(series).select(key, "date", "rsi_14")
+    return bars.join(rsi, [key, "date"]).drop("first_close")
 
 
 def model_cutoff(origin: dt.date) -> dt.date:
@@ -63,7 +68,7 @@ def target_dates(origins: list[dt.date], horizon_days: int) -> list[tuple[dt.dat
 
 def _training_samples(bars: DataFrame, horizon_days: int, cutoff: dt.date) -> DataFrame:
     """Samples (features at s, label = mean daily log return from s to s + h bars) with the target on or before cutoff."""
-    by_date = Window.partitionBy("symbol").orderBy("date")
+    by_date = Window.partitionBy(series_key(bars)).orderBy("date")
     start = cutoff - dt.timedelta(days=365 * TRAINING_YEARS)
     samples = []
     for h in range(1, horizon_days + 1):
@@ -89,38 +94,41 @@ def walk_forward(
     chosen: DataFrame | None = None,
     trainers: dict[dt.date, list[str]] | None = None,
 ) -> DataFrame:
-    """Forecasts (symbol, model, origin_date, target_date, horizon, predicted_close) for origins start..end.
+    """Forecasts (symbol, model, origin_date, target_date, horizon, predicted_close, and security_id when `series`
+    has it) for origins start..end; symbol is the ticker the series traded as on the origin date.
 
-    The origins are the NYSE sessions of start..end on which a symbol has a bar; `series` as for `features`,
-    ending at or after `end` (bars after an origin are never read for its forecast). `chosen` (origin_date, symbol)
-    limits each origin to its symbols (default: every symbol of the series); `trainers` maps a model cutoff
-    (model_cutoff) to the symbols whose samples the linear model of that cutoff learns from (default: every symbol
-    of the series). Both must be functions of the origin alone for a forecast not to depend on the span.
+    The origins are the NYSE sessions of start..end on which a series has a bar; `series` as for `features`,
+    ending at or after `end` (bars after an origin are never read for its forecast). `chosen` (origin_date and the
+    series' key: security_id when `series` has it, else symbol) limits each origin to its series (default: every
+    series); `trainers` maps a model cutoff (model_cutoff) to the series (their keys) whose samples the linear model
+    of that cutoff learns from (default: every series). Both must be functions of the origin alone for a forecast
+    not to depend on the span.
     """
     from pyspark.ml.feature import VectorAssembler
     from pyspark.ml.regression import LinearRegression
 
+    key, names = series_key(series), carried(series)
     bars = features(series).cache()
     origins = trading_days(start, end)
     if not origins:
-        return spark.createDataFrame([], "symbol string, model string, origin_date date, target_date date, "
-                                         "horizon int, predicted_close double")  # fmt: skip
+        return spark.createDataFrame([], "symbol string, model string, origin_date date, target_date date, horizon int, "
+                                         "predicted_close double" + "".join(f", {n} string" for n in names[1:]))  # fmt: skip
     targets = spark.createDataFrame(target_dates(origins, horizon_days), "origin_date date, horizon int, target_date date")
     at_origin = bars.filter(F.col("date").between(F.lit(start), F.lit(end))).withColumnRenamed("date", "origin_date")
     if chosen is not None:
-        at_origin = at_origin.join(F.broadcast(chosen.select("origin_date", "symbol")), ["origin_date", "symbol"])
+        at_origin = at_origin.join(F.broadcast(chosen.select("origin_date", key)), ["origin_date", key])
     grid = at_origin.join(F.broadcast(targets), "origin_date")
     naive = grid.select("symbol", F.lit("naive").alias("model"), "origin_date", "target_date", "horizon",
-                        F.col("close").alias("predicted_close"))  # fmt: skip
+                        F.col("close").alias("predicted_close"), *names[1:])  # fmt: skip
     drift = grid.filter(F.col("drift_per_day").isNotNull()).select(
         "symbol", F.lit("drift").alias("model"), "origin_date", "target_date", "horizon",
-        (F.col("close") + F.col("drift_per_day") * F.col("horizon")).alias("predicted_close"),
+        (F.col("close") + F.col("drift_per_day") * F.col("horizon")).alias("predicted_close"), *names[1:],
     )  # fmt: skip
 
     assembler = VectorAssembler(inputCols=list(FEATURES), outputCol="features")
     linear_parts = []
     for cutoff in sorted({model_cutoff(origin) for origin in origins}):
-        learners = bars if trainers is None else bars.filter(F.col("symbol").isin(list(trainers.get(cutoff, ()))))
+        learners = bars if trainers is None else bars.filter(F.col(key).isin(list(trainers.get(cutoff, ()))))
         training = _training_samples(learners, horizon_days, cutoff)
         if training.limit(2).count() < 2:
             continue
@@ -132,7 +140,7 @@ def walk_forward(
         scored = model.transform(assembler.transform(month.dropna(subset=list(FEATURES))))
         linear_parts.append(scored.select(
             "symbol", F.lit("linear").alias("model"), "origin_date", "target_date", "horizon",
-            (F.col("close") * F.exp(F.col("prediction") * F.col("horizon"))).alias("predicted_close"),
+            (F.col("close") * F.exp(F.col("prediction") * F.col("horizon"))).alias("predicted_close"), *names[1:],
         ))  # fmt: skip
     result = naive.unionByName(drift)
     for part in linear_parts:
@@ -141,26 +149,29 @@ def walk_forward(
 
 
 def origin_factors(series: DataFrame, traded: DataFrame) -> DataFrame:
-    """symbol, origin_date, to_origin: what turns a price of `series` at or before an origin into the origin's basis.
+    """key, origin_date, to_origin: what turns a price of `series` at or before an origin into the origin's basis.
 
     `series` is an adjusted series (symbol, date, close, adjusted with the actions known at some day L) and `traded`
-    the as-traded closes (symbol, date, close). The actions with an ex-date after the origin scale every bar up to
+    the as-traded closes (symbol, date, close); key is the series' (security_id when `series` has it, which `traded`
+    must have too, else symbol). The actions with an ex-date after the origin scale every bar up to
     the origin by the same factor, the adjusted close of the origin over its traded close: to_origin is its inverse.
     A forecast made on `series` times to_origin is the forecast the origin's own day made (every model here is
     linear in the price level, or uses returns only), so a forecast does not change when later splits or dividends
     become known.
     """
-    adjusted = series.select("symbol", F.col("date").alias("origin_date"), F.col("close").alias("_adjusted"))
-    as_traded = traded.select("symbol", F.col("date").alias("origin_date"), F.col("close").alias("_traded"))
-    return adjusted.join(as_traded, ["symbol", "origin_date"]).select(
-        "symbol", "origin_date", (F.col("_traded") / F.col("_adjusted")).alias("to_origin")
+    key = series_key(series)
+    adjusted = series.select(key, F.col("date").alias("origin_date"), F.col("close").alias("_adjusted"))
+    as_traded = traded.select(key, F.col("date").alias("origin_date"), F.col("close").alias("_traded"))
+    return adjusted.join(as_traded, [key, "origin_date"]).select(
+        key, "origin_date", (F.col("_traded") / F.col("_adjusted")).alias("to_origin")
     )
 
 
 def in_origin_basis(forecasts: DataFrame, factors: DataFrame) -> DataFrame:
-    """walk_forward's forecasts (made on an adjusted series) with predicted_close in each origin's basis."""
+    """walk_forward's forecasts (made on an adjusted series) with predicted_close in each origin's basis (`factors`
+    from origin_factors, joined on their key)."""
     return (
-        forecasts.join(factors, ["symbol", "origin_date"])
+        forecasts.join(factors, [series_key(factors), "origin_date"])
         .withColumn("predicted_close", F.col("predicted_close") * F.col("to_origin"))
         .drop("to_origin")
     )
@@ -169,12 +180,13 @@ def in_origin_basis(forecasts: DataFrame, factors: DataFrame) -> DataFrame:
 def with_actuals(forecasts: DataFrame, series: DataFrame, factors: DataFrame) -> DataFrame:
     """forecasts (in their origins' basis) with actual_close: the target's close of `series` in the origin's basis
     (the traded close restated by the actions between origin and target), null while the target has no bar."""
-    actual = series.select("symbol", F.col("date").alias("target_date"), F.col("close").alias("_actual"))
+    key = series_key(series)  # a target traded under a new ticker is still the origin's security
+    actual = series.select(key, F.col("date").alias("target_date"), F.col("close").alias("_actual"))
     columns = [c for c in forecasts.columns if c != "actual_close"]
     return (
         forecasts.drop("actual_close")
-        .join(factors, ["symbol", "origin_date"], "left")  # an origin without its bar keeps its row, unscored
-        .join(actual, ["symbol", "target_date"], "left")
+        .join(factors, [key, "origin_date"], "left")  # an origin without its bar keeps its row, unscored
+        .join(actual, [key, "target_date"], "left")
         .select(*columns, (F.col("_actual") * F.col("to_origin")).alias("actual_close"))
     )
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lib.analytics.series import carried, series_key
+
 RSI_PERIOD = 14
 ATR_PERIOD = 14
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
@@ -102,18 +104,22 @@ def _step(states: Column, bar: Column) -> Column:
 def technical_indicators(daily: DataFrame, prior: DataFrame | None = None, start=None) -> DataFrame:
     """The indicators of every bar of `daily` (symbol, date, high, low, close, volume; one row per symbol and date).
 
-    Returns symbol, date, INDICATOR_COLUMNS and the fold's state after the bar (STATE_COLUMNS); a value is null
-    before its TA-Lib lookback. Without `prior`, bar numbers count from each symbol's first bar in `daily` (give its
-    whole history). With `prior` (symbol and STATE_COLUMNS: the state after each symbol's last bar before `start`),
-    only the bars from `start` on are folded and returned, continuing each symbol's state; `daily` must hold the
-    BB_PERIOD - 1 bars of each symbol before `start` (the bands' window and the previous close) and every symbol of
-    `daily` must be in `prior`. Bars with a null close should be dropped first: they would break the recursions.
+    A series is a security when `daily` has security_id (lib.analytics.series): its bars under every ticker it traded
+    as, and never another security's bars under the same ticker; else a symbol. Below, "symbol" means the series.
+    Returns symbol, date, INDICATOR_COLUMNS, the fold's state after the bar (STATE_COLUMNS) and security_id when
+    `daily` has it (`prior` then names its series by security_id too); a value is null before its TA-Lib lookback.
+    Without `prior`, bar numbers count from each symbol's first bar in `daily` (give its whole history). With
+    `prior` (symbol and STATE_COLUMNS: the state after each symbol's last bar before `start`), only the bars from
+    `start` on are folded and returned, continuing each symbol's state; `daily` must hold the BB_PERIOD - 1 bars of
+    each symbol before `start` (the bands' window and the previous close) and every symbol of `daily` must be in
+    `prior`. Bars with a null close should be dropped first: they would break the recursions.
     """
-    by_date = Window.partitionBy("symbol").orderBy("date")
+    key, names = series_key(daily), carried(daily)
+    by_date = Window.partitionBy(key).orderBy("date")
     last_20 = by_date.rowsBetween(-(BB_PERIOD - 1), Window.currentRow)
     change = F.col("close") - F.lag("close").over(by_date)
     bars = daily.select(
-        "symbol",
+        *names,
         "date",
         "close",
         "volume",
@@ -134,22 +140,22 @@ def technical_indicators(daily: DataFrame, prior: DataFrame | None = None, start
                                    *[F.lit(0.0).alias(name) for name in STATE_FIELDS]).cast(_state_type()))  # fmt: skip
     else:
         fold_names = ("i", *STATE_FIELDS[:-1], "obv")  # STATE_COLUMNS' names in the fold
-        stored = prior.select("symbol", *[F.col(c).alias(f"_{f}") for c, f in zip(STATE_COLUMNS, fold_names, strict=True)])
-        bars = bars.filter(F.col("date") >= F.lit(start)).join(stored, "symbol")
+        stored = prior.select(key, *[F.col(c).alias(f"_{f}") for c, f in zip(STATE_COLUMNS, fold_names, strict=True)])
+        bars = bars.filter(F.col("date") >= F.lit(start)).join(stored, key)
         bars = bars.withColumn("i", F.col("_i") + F.row_number().over(by_date))
         initial = F.array(F.struct(F.first("_i").alias("i"), F.lit(None).cast("date").alias("date"),
                                    *[F.first(f"_{name}").alias(name) for name in STATE_FIELDS]).cast(_state_type()))  # fmt: skip
     ordered = F.array_sort(F.collect_list(F.struct("i", "date", "close", "gain", "loss", "tr", "volume", "signed_volume")))
     states = (
-        bars.groupBy("symbol")
+        bars.groupBy(key)
         .agg(ordered.alias("bars"), initial.alias("initial"))
-        .select("symbol", F.inline(F.slice(F.aggregate("bars", F.col("initial"), _step), 2, 1 << 30)))
+        .select(key, F.inline(F.slice(F.aggregate("bars", F.col("initial"), _step), 2, 1 << 30)))
     )
     i, gain, loss = F.col("i"), F.col("gain"), F.col("loss")
     macd = F.when(i >= SIGNAL_START, F.col("fast") - F.col("slow"))
     signal = F.when(i >= SIGNAL_START, F.col("signal"))
     band = BB_DEVIATIONS * F.col("bb_sd")
-    return bars.select("symbol", "date", "bb_middle", "bb_sd").join(states, ["symbol", "date"]).select(
+    return bars.select(*names, "date", "bb_middle", "bb_sd").join(states, [key, "date"]).select(
         "symbol",
         "date",
         F.when(i < RSI_PERIOD, F.lit(None).cast("double"))
@@ -171,4 +177,5 @@ def technical_indicators(daily: DataFrame, prior: DataFrame | None = None, start
         F.col("fast").alias("ema_fast"),
         F.col("slow").alias("ema_slow"),
         F.col("signal").alias("ema_signal"),
+        *names[1:],
     )

@@ -431,7 +431,7 @@ def _closes_before_dividends(daily, dividends: pd.DataFrame) -> pd.DataFrame:
     return last_bars
 
 
-def adjust_frame(daily, actions, adjust: str = "split", as_of: dt.date | None = None):
+def adjust_frame(daily, actions, adjust: str = "split", as_of: dt.date | None = None, key: str = "symbol"):
     """`daily` (the stock_prices columns, as traded) adjusted as `read` does, for big reads: a Spark DataFrame.
 
     `actions` is a corporate-actions DataFrame (the table's columns; a small table, collected to the driver).
@@ -439,12 +439,22 @@ def adjust_frame(daily, actions, adjust: str = "split", as_of: dt.date | None = 
     whose dividend should apply. The factors go out as one small broadcast table of intervals between ex-dates;
     each bar meets its interval by a join on symbol and date range and takes built-in arithmetic, no Python UDF.
     Returns daily's columns, prices multiplied and volume divided; warnings go to the `lib.prices` logger.
+
+    `key`: the column an action applies by. "symbol": to the bars of its ticker. "security_id" (which `daily` and
+    `actions` must both have; an action's being the security that held its ticker on the ex-date): to every bar of
+    its security, under whatever ticker it traded, and never to another security's bars under the same ticker. The
+    factor math then runs with security_id in the place of the symbol (the warnings name the security).
     """
     from pyspark.sql import functions as F
 
     _check_adjust(adjust)
     if adjust == "raw":
         return daily
+    if key != "symbol":
+        keyed = daily.withColumnRenamed("symbol", "_traded_symbol").withColumnRenamed(key, "symbol")
+        keyed_actions = actions.drop("symbol").withColumnRenamed(key, "symbol")
+        adjusted = adjust_frame(keyed, keyed_actions, adjust, as_of)
+        return adjusted.withColumnRenamed("symbol", key).withColumnRenamed("_traded_symbol", "symbol").select(*daily.columns)
     usable, warnings = usable_actions(actions.select(*ACTION_COLUMNS).toPandas(), as_of=as_of)
     dividends = usable[usable["action_type"] == "dividend"]
     bars = _closes_before_dividends(daily, dividends) if adjust == "total_return" and not dividends.empty else None

@@ -1,8 +1,10 @@
 """Trend analytics on daily bars: returns, moving averages, volatility, drawdowns, movers and volume anomalies.
 
 Every function takes the daily `stock_prices` frame (one row per `symbol` and `date`; days without a bar
-have no row) and works per symbol in date order with Spark window functions and built-ins only. Only
-`return_correlations` brings a small result back to the driver.
+have no row) and works per series in date order with Spark window functions and built-ins only. A series is a
+security when the frame has security_id (lib.analytics.series; a renamed security's bars under both tickers, never
+two securities that shared a ticker), else a symbol; "symbol" below means the series, and a row keeps the ticker it
+traded under. Only `return_correlations` brings a small result back to the driver.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lib.analytics.series import carried, series_key
 from lib.core.trading_days import trading_days
 
 if TYPE_CHECKING:
@@ -33,13 +36,24 @@ def _require_columns(df: DataFrame, needed: Iterable[str], caller: str) -> None:
         raise ValueError(f"trends.{caller} needs columns {sorted(needed)}; missing {missing}, found {sorted(df.columns)}.")
 
 
-def _by_symbol() -> Window:
-    return Window.partitionBy("symbol").orderBy("date")
+def _by_symbol(daily: DataFrame) -> Window:
+    return Window.partitionBy(series_key(daily)).orderBy("date")
 
 
-def _last_bars(n: int) -> Window:
-    """The current bar and the n - 1 bars before it, of the same symbol."""
-    return _by_symbol().rowsBetween(-(n - 1), Window.currentRow)
+def _last_bars(daily: DataFrame, n: int) -> Window:
+    """The current bar and the n - 1 bars before it, of the same series."""
+    return _by_symbol(daily).rowsBetween(-(n - 1), Window.currentRow)
+
+
+def _last_ticker() -> Column:
+    """In an aggregation per series: the ticker of its last bar (a security's name now)."""
+    return F.max_by("symbol", "date").alias("symbol")
+
+
+def _per_series(daily: DataFrame) -> tuple[list[str], list[Column]]:
+    """groupBy keys and aggregations that give one row per series with its symbol (the last bar's ticker)."""
+    key = series_key(daily)
+    return ([key], [_last_ticker()]) if key != "symbol" else (["symbol"], [])
 
 
 # The sessions over which dollar volume chooses the symbols 04_trends draws and 05_forecast forecasts.
@@ -50,6 +64,8 @@ def leaders_by_day(daily: DataFrame, days: Sequence[dt.date], n: int, sessions: 
     """day, symbol, dollar_volume: for each of `days`, the n symbols with a bar that day and the largest sum of
     close * volume over the `sessions` NYSE sessions up to it (a day without a bar adds nothing), ties broken by
     symbol. Needs `symbol`, `date`, `close`, `volume`, reaching back `sessions` - 1 sessions before the first day.
+    With security_id, the sum runs over the security's bars under any ticker, and security_id comes along (symbol
+    is the ticker it traded as on the day).
 
     A function of the day and the bars up to it, so a daily run and a backfill choose the same symbols. With traded
     closes and volumes the choice ignores splits and dividends (a split changes price and volume inversely).
@@ -57,19 +73,21 @@ def leaders_by_day(daily: DataFrame, days: Sequence[dt.date], n: int, sessions: 
     _require_columns(daily, ["symbol", "date", "close", "volume"], "leaders_by_day")
     spark = daily.sparkSession
     if not days or n <= 0:
-        return spark.createDataFrame([], "day date, symbol string, dollar_volume double")
+        return spark.createDataFrame([], "day date, symbol string, dollar_volume double"
+                                     + "".join(f", {n} string" for n in carried(daily)[1:]))  # fmt: skip
     calendar = trading_days(min(days) - dt.timedelta(days=2 * sessions + 14), max(days))
     numbered = spark.createDataFrame(list(enumerate(calendar)), "session int, date date")
-    trailing = Window.partitionBy("symbol").orderBy("session").rangeBetween(-(sessions - 1), 0)
+    trailing = Window.partitionBy(series_key(daily)).orderBy("session").rangeBetween(-(sessions - 1), 0)
     ranked = (
         daily.filter(F.col("close").isNotNull())
         .join(F.broadcast(numbered), "date")
-        .select("symbol", "date", F.sum(F.col("close") * F.col("volume")).over(trailing).alias("dollar_volume"))
+        .select(*carried(daily), "date", F.sum(F.col("close") * F.col("volume")).over(trailing).alias("dollar_volume"))
         .filter(F.col("date").isin(list(days)))
         .withColumn("rank", F.row_number().over(
             Window.partitionBy("date").orderBy(F.col("dollar_volume").desc_nulls_last(), "symbol")))
     )  # fmt: skip
-    return ranked.filter(F.col("rank") <= n).select(F.col("date").alias("day"), "symbol", "dollar_volume")
+    return ranked.filter(F.col("rank") <= n).select(F.col("date").alias("day"), "symbol", "dollar_volume",
+                                                    *carried(daily)[1:])  # fmt: skip
 
 
 def with_returns(daily: DataFrame) -> DataFrame:
@@ -79,7 +97,7 @@ def with_returns(daily: DataFrame) -> DataFrame:
     (null on the first bar); `cumulative_return` = close / the symbol's first non-null close - 1.
     """
     _require_columns(daily, ["symbol", "date", "close"], "with_returns")
-    by_symbol = _by_symbol()
+    by_symbol = _by_symbol(daily)
     from_start = by_symbol.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     return daily.withColumn("daily_return", F.col("close") / F.lag("close").over(by_symbol) - 1).withColumn(
         "cumulative_return", F.col("close") / F.first("close", ignorenulls=True).over(from_start) - 1
@@ -87,17 +105,20 @@ def with_returns(daily: DataFrame) -> DataFrame:
 
 
 def monthly_returns(daily: DataFrame) -> DataFrame:
-    """One row per `symbol` and `month_start`: `first_close`, `last_close`, `monthly_return` = last / first - 1.
+    """One row per `symbol` and `month_start`: `first_close`, `last_close`, `monthly_return` = last / first - 1
+    (with security_id: per security and month, symbol the ticker of its last bar in the month).
 
     Needs `symbol`, `date`, `close`. First and last close are those of the month's first and last bar
     with a close (bars with a null close are skipped). A month with a single bar has a return of 0.
     """
     _require_columns(daily, ["symbol", "date", "close"], "monthly_returns")
+    keys, named = _per_series(daily)
     return (
         daily.where(F.col("close").isNotNull())
         .withColumn("month_start", F.trunc("date", "month"))
-        .groupBy("symbol", "month_start")
+        .groupBy(*keys, "month_start")
         .agg(
+            *named,
             F.min_by("close", "date").alias("first_close"),
             F.max_by("close", "date").alias("last_close"),
         )
@@ -113,7 +134,7 @@ def rolling_volatility(daily: DataFrame, window: int = 20) -> DataFrame:
     """
     if window < 2:
         raise ValueError(f"rolling_volatility needs window >= 2 to compute a standard deviation, got {window}.")
-    last = _last_bars(window)
+    last = _last_bars(daily, window)
     returns = F.col("daily_return")
     annualised = F.stddev_samp(returns).over(last) * math.sqrt(TRADING_DAYS_PER_YEAR)
     return with_returns(daily).withColumn("rolling_volatility", F.when(F.count(returns).over(last) == window, annualised))
@@ -129,7 +150,7 @@ def moving_averages(daily: DataFrame, windows: Sequence[int] = (20, 50, 200)) ->
     for n in windows:
         if n < 1:
             raise ValueError(f"moving_averages windows must be >= 1, got {list(windows)}.")
-        last = _last_bars(n)
+        last = _last_bars(daily, n)
         result = result.withColumn(f"ma_{n}", F.when(F.count(F.lit(1)).over(last) == n, F.avg("close").over(last)))
     return result
 
@@ -140,18 +161,25 @@ def drawdowns(daily: DataFrame) -> DataFrame:
     Needs `symbol`, `date`, `close`.
     """
     _require_columns(daily, ["symbol", "date", "close"], "drawdowns")
-    so_far = _by_symbol().rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    so_far = _by_symbol(daily).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     return daily.withColumn("running_peak", F.max("close").over(so_far)).withColumn(
         "drawdown", F.col("close") / F.col("running_peak") - 1
     )
 
 
 def max_drawdown(daily: DataFrame) -> DataFrame:
-    """One row per `symbol`: `max_drawdown`, the deepest drawdown (<= 0; 0 when the price never fell).
+    """One row per `symbol`: `max_drawdown`, the deepest drawdown (<= 0; 0 when the price never fell); with
+    security_id, one per security (symbol: its last bar's ticker), security_id last.
 
     Needs `symbol`, `date`, `close`.
     """
-    return drawdowns(daily).groupBy("symbol").agg(F.min("drawdown").alias("max_drawdown"))
+    keys, named = _per_series(daily)
+    return (
+        drawdowns(daily)
+        .groupBy(*keys)
+        .agg(*named, F.min("drawdown").alias("max_drawdown"))
+        .select("symbol", "max_drawdown", *carried(daily)[1:])
+    )
 
 
 def top_movers(monthly_returns_df: DataFrame, n: int = 5) -> DataFrame:
@@ -202,7 +230,7 @@ def volume_anomalies(daily: DataFrame, window: int = 20, z: float = 3.5) -> Data
     _require_columns(daily, ["symbol", "date", "volume"], "volume_anomalies")
     if window < 1:
         raise ValueError(f"volume_anomalies needs window >= 1, got {window}.")
-    history = _by_symbol().rowsBetween(-window, -1)
+    history = _by_symbol(daily).rowsBetween(-window, -1)
     history_values = F.array_sort(F.collect_list("volume").over(history))
 
     def from_median(v: Column) -> Column:
@@ -267,13 +295,16 @@ def return_correlations(daily: DataFrame, symbols: Sequence[str]) -> pd.DataFram
 def trend_summary(daily: DataFrame) -> DataFrame:
     """One row per `symbol`: `start_date`, `end_date`, `bars`, `first_close`, `last_close`, `total_return`
     (last / first - 1), `annualized_volatility` (sample stdev of simple daily returns times sqrt(252), null with
-    fewer than two returns) and `max_drawdown` (<= 0).
+    fewer than two returns) and `max_drawdown` (<= 0). With security_id: one row per security, symbol the ticker
+    of its last bar, security_id last.
 
     Needs `symbol`, `date`, `close`; bars with a null close are left out.
     """
     _require_columns(daily, ["symbol", "date", "close"], "trend_summary")
     closes = daily.where(F.col("close").isNotNull())
-    per_symbol = with_returns(closes).groupBy("symbol").agg(
+    keys, named = _per_series(daily)
+    per_symbol = with_returns(closes).groupBy(*keys).agg(
+        *named,
         F.min("date").alias("start_date"),
         F.max("date").alias("end_date"),
         F.count("*").alias("bars"),
@@ -281,9 +312,12 @@ def trend_summary(daily: DataFrame) -> DataFrame:
         F.max_by("close", "date").alias("last_close"),
         (F.stddev_samp("daily_return") * math.sqrt(TRADING_DAYS_PER_YEAR)).alias("annualized_volatility"),
     )
+    deepest = max_drawdown(closes)
+    if named:  # per security: the symbol is per_symbol's (the last bar's ticker)
+        deepest = deepest.drop("symbol")
     return (
-        per_symbol.join(max_drawdown(closes), "symbol")
+        per_symbol.join(deepest, keys)
         .withColumn("total_return", F.col("last_close") / F.col("first_close") - 1)
         .select("symbol", "start_date", "end_date", "bars", "first_close", "last_close", "total_return",
-                "annualized_volatility", "max_drawdown")  # fmt: skip
+                "annualized_volatility", "max_drawdown", *carried(daily)[1:])  # fmt: skip
     )

@@ -120,6 +120,12 @@ def _rows_with_problems(df: DataFrame, problem: Column) -> DataFrame:
     return df.withColumn("problem", problem).filter(F.col("problem") != "")
 
 
+def _series(bars: DataFrame) -> Column:
+    """What a series of bars is followed by day to day: the security (a ticker change continues it, a reused ticker
+    starts another), the ticker for a bar without security_id (an earlier version's rows, a frame without it)."""
+    return F.coalesce(F.col("security_id"), F.col("symbol")) if "security_id" in bars.columns else F.col("symbol")
+
+
 def _null_values(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
     findings = []
     for table_name, bars in _bar_tables(inputs):
@@ -364,21 +370,22 @@ def _reconcile(monthly: DataFrame, stock_prices: DataFrame, ctx: _Context) -> Da
 
 def _outliers(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
     """Day-over-day close changes and volumes whose robust z-score, 0.6745 * (x - median) / MAD per
-    symbol and measure over the span, exceeds `outlier_z`. When MAD is 0 the mean absolute deviation
-    (times 1.2533) stands in for it (Iglewicz and Hoaglin); a series with no spread has no outliers."""
+    series (security, see _series) and measure over the span, exceeds `outlier_z`. When MAD is 0 the mean absolute
+    deviation (times 1.2533) stands in for it (Iglewicz and Hoaglin); a series with no spread has no outliers."""
     if inputs.stock_prices is None:
         return []
     z_limit = float(ctx.thresholds["outlier_z"])
     min_days = int(ctx.thresholds["outlier_min_days"])
-    by_date = Window.partitionBy("symbol").orderBy("date")
+    by_date = Window.partitionBy("_series").orderBy("date")
     measures = (
         inputs.stock_prices.filter(F.col("date").between(ctx.span_start, ctx.span_end))
+        .withColumn("_series", _series(inputs.stock_prices))
         .withColumn("close_change", F.col("close") / F.lag("close").over(by_date) - 1)
-        .select("symbol", "date", "close_change", F.col("volume").cast("double").alias("volume"))
-        .unpivot(["symbol", "date"], ["close_change", "volume"], "measure", "value")
+        .select("_series", "symbol", "date", "close_change", F.col("volume").cast("double").alias("volume"))
+        .unpivot(["_series", "symbol", "date"], ["close_change", "volume"], "measure", "value")
         .filter(F.col("value").isNotNull() & ~F.isnan("value"))
     )
-    series = Window.partitionBy("symbol", "measure")
+    series = Window.partitionBy("_series", "measure")
     centred = measures.withColumn("median", F.percentile("value", 0.5).over(series)).withColumn(
         "n", F.count(F.lit(1)).over(series)
     )
@@ -486,24 +493,27 @@ def _price_jumps(inputs: QualityInputs, ctx: _Context) -> list[_Finding]:
     """Close-to-close moves (as traded) into a span day that the splits between the two bars do not explain:
     beyond `jump_ratio` either way with no split in between (an unrecorded split, or news), or, across a split's
     ex-date, off split_from / split_to by more than `split_tolerance` (a vendor's wrong split date shows as both).
+    A move is a security's (see _series): a ticker change is no move, a reused ticker's first bar has no previous
+    one; a split counts under either ticker of the move (an action is keyed by the ticker on its ex-date).
     Needs corporate_actions. Failures: symbol, previous_date, date, observed_ratio, split_ratio, problem."""
     bars = _price_context(inputs)
     if bars is None or inputs.corporate_actions is None:
         return []
     jump = math.log(float(ctx.thresholds["jump_ratio"]))
     tolerance = math.log(float(ctx.thresholds["split_tolerance"]))
-    by_date = Window.partitionBy("symbol").orderBy("date")
+    by_date = Window.partitionBy(_series(bars)).orderBy("date")
     moves = (
         bars.filter(F.col("close").isNotNull() & (F.col("close") > 0))
         .select("symbol", "date", "close", F.lag("date").over(by_date).alias("previous_date"),
-                F.lag("close").over(by_date).alias("previous_close"))
+                F.lag("close").over(by_date).alias("previous_close"), F.lag("symbol").over(by_date).alias("previous_symbol"))
         .filter(F.col("previous_close").isNotNull() & F.col("date").between(ctx.span_start, ctx.span_end))
+        .withColumn("ticker", F.explode(F.array_distinct(F.array("symbol", "previous_symbol"))))  # either ticker's splits
     )  # fmt: skip
     splits = F.broadcast(_split_ratios(inputs.corporate_actions))
     explained = (
         moves.join(
             splits,
-            (moves["symbol"] == splits["symbol"])
+            (moves["ticker"] == splits["symbol"])
             & (splits["ex_date"] > moves["previous_date"])
             & (splits["ex_date"] <= moves["date"]),
             "left",

@@ -536,9 +536,11 @@ class TrendsReport:
     symbols: list[str]
     start: dt.date
     end: dt.date
+    # The chosen securities' frames name each security by the symbol it was chosen under (a ticker of config.symbols,
+    # or a leader's ticker on ds), whatever tickers it traded as in the span, and carry its security_id.
     daily: pd.DataFrame  # symbol, date, close, volume, returns, ma_*, rolling_volatility, drawdown, volume_z, is_anomaly
     monthly_returns: pd.DataFrame  # symbol, month_start, first_close, last_close, monthly_return (chosen symbols)
-    top_movers: pd.DataFrame  # month_start, direction, rank, symbol, monthly_return (all symbols)
+    top_movers: pd.DataFrame  # month_start, direction, rank, symbol, monthly_return (all securities, last ticker)
     max_drawdown: pd.DataFrame  # symbol, max_drawdown
     correlations: pd.DataFrame  # symbols x symbols
     adjust: str = "raw"  # the series analysed: raw, split or total_return (lib.prices)
@@ -560,8 +562,9 @@ _TREND_WARM_UP_DAYS = 320
 
 
 def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date, adjust: str = "raw") -> DataFrame:
-    """Daily rows from start..ds, read by exploding the monthly arrays (the table analysts query), adjusted as
-    lib.prices does (`raw`, `split` or `total_return`) with the corporate actions known by ds."""
+    """Daily rows from start..ds, read by exploding the monthly arrays (the table analysts query), with the
+    security_id of each bar (the securities table's, by ticker and day: the arrays are by ticker), adjusted as
+    lib.prices does (`raw`, `split` or `total_return`) per security with the corporate actions known by ds."""
     config = wap.on_main(config)  # analysis reads main: only published, audited data
 
     read_from = start - dt.timedelta(days=_BAR_BEFORE_DAYS) if adjust != "raw" else start
@@ -571,9 +574,39 @@ def trend_daily_rows(spark: SparkSession, config: RunConfig, start: dt.date, adj
     daily = monthly.daily_rows(months).filter(
         F.col("date").between(F.lit(read_from), F.lit(config.ds))
     )
+    intervals = security_intervals(spark, config)
+    daily = fanout.with_securities(daily, intervals)
     if adjust != "raw":
-        daily = prices.adjust_frame(daily, _corporate_actions(spark, config), adjust, as_of=config.ds)
+        daily = prices.adjust_frame(daily, _security_actions(spark, config, intervals), adjust, as_of=config.ds,
+                                    key="security_id")  # fmt: skip
     return daily.filter(F.col("date") >= F.lit(start))
+
+
+def _security_actions(spark: SparkSession, config: RunConfig, intervals: list[tuple] | None = None) -> DataFrame:
+    """corporate_actions with the security_id of each action: the security that held its ticker on the ex-date (an
+    action is announced under the ticker of its day; it adjusts its security's bars under any ticker)."""
+    intervals = security_intervals(spark, config) if intervals is None else intervals
+    actions = _corporate_actions(spark, config)
+    return fanout.with_securities(actions.withColumn("date", F.col("ex_date")), intervals).drop("date")
+
+
+def resolve_symbols(spark: SparkSession, config: RunConfig, symbols: list[str], start: dt.date, end: dt.date) -> dict:
+    """{ticker: security_id} for a read of `symbols` over start..end (the contract's reads by ticker): the security that
+    held each on the last day of the span it was held (an old ticker finds its security); a ticker the securities
+    table never had is its own security, as its bars' security_id is."""
+    periods = stored_securities(spark, config)
+    return {symbol: securities.holder(periods, symbol, start, end) or symbol for symbol in symbols}
+
+
+def _names_frame(spark: SparkSession, named: dict) -> DataFrame:
+    """security_id, label: the name each chosen security is shown under (small, broadcast where joined)."""
+    return spark.createDataFrame([(security_id, label) for label, security_id in named.items()],
+                                 "security_id string, label string")  # fmt: skip
+
+
+def _labelled(frame: DataFrame, names: DataFrame) -> DataFrame:
+    """`frame`'s rows of the named securities, their symbol the name chosen (security_id kept)."""
+    return frame.drop("symbol").join(F.broadcast(names), "security_id").withColumnRenamed("label", "symbol")
 
 
 def run_trends(
@@ -591,31 +624,45 @@ def run_trends(
     catalog.ensure_tables(spark, config)
     require_inputs(spark, config, "04_trends", ("monthly_stock_prices",), start=start)
     daily = trend_daily_rows(spark, config, start, config.adjust).cache()
-    leaders = leaders_by_day(spark, config, [last_trading_day_on_or_before(config.ds)], config.top_n)
-    symbols = list(config.symbols) or [r.symbol for r in leaders.orderBy(F.desc("dollar_volume"), "symbol").collect()]
-    chosen = daily.filter(F.col("symbol").isin(symbols))
-    windowed = trend_windows(spark, config, chosen, start, symbols, volatility_window, anomaly_z)
+    if config.symbols:
+        named = resolve_symbols(spark, config, list(config.symbols), start, config.ds)
+    else:
+        leaders = leaders_by_day(spark, config, [last_trading_day_on_or_before(config.ds)], config.top_n)
+        named = {r.symbol: r.security_id for r in leaders.orderBy(F.desc("dollar_volume"), "symbol").collect()}
+    first_names = {}  # one name per security: the first it was asked for under
+    for label, security_id in named.items():
+        first_names.setdefault(security_id, label)
+    named = {label: security_id for security_id, label in first_names.items()}
+    symbols, chosen_ids = list(named), list(named.values())
+    names = _names_frame(spark, named)
+    chosen = daily.filter(F.col("security_id").isin(chosen_ids))
+    windowed = trend_windows(spark, config, chosen, start, chosen_ids, volatility_window, anomaly_z)
     ma_columns = [c for c in windowed.columns if c.startswith("ma_")]
     # Returns and drawdowns are the span's own (from its first bar); the windowed measures come with their warm-up.
     per_day = trends.drawdowns(trends.with_returns(chosen)).join(
-        windowed.select("symbol", "date", *ma_columns, "rolling_volatility", "volume_z", "is_anomaly"), ["symbol", "date"]
+        windowed.select("security_id", "date", *ma_columns, "rolling_volatility", "volume_z", "is_anomaly"),
+        ["security_id", "date"],
     )
-    daily_pd = per_day.select(
+    daily_pd = _labelled(per_day, names).select(
         "symbol", "date", "close", "volume", "daily_return", "cumulative_return", *ma_columns,
-        "rolling_volatility", "running_peak", "drawdown", "volume_z", "is_anomaly",
+        "rolling_volatility", "running_peak", "drawdown", "volume_z", "is_anomaly", "security_id",
     ).orderBy("symbol", "date").toPandas()  # fmt: skip
     all_monthly_returns = trends.monthly_returns(daily)
+    chosen_monthly = _labelled(all_monthly_returns, names).select(
+        "symbol", "month_start", "first_close", "last_close", "monthly_return", "security_id"
+    )
     report = TrendsReport(
         symbols=symbols,
         start=start,
         end=config.ds,
         daily=daily_pd,
-        monthly_returns=all_monthly_returns.filter(F.col("symbol").isin(symbols)).orderBy("symbol", "month_start").toPandas(),
+        monthly_returns=chosen_monthly.orderBy("symbol", "month_start").toPandas(),
         top_movers=trends.top_movers(all_monthly_returns, n=5).toPandas(),
-        max_drawdown=trends.max_drawdown(chosen).orderBy("max_drawdown").toPandas(),
-        correlations=trends.return_correlations(chosen, symbols),
+        max_drawdown=_labelled(trends.max_drawdown(chosen), names).select("symbol", "max_drawdown", "security_id")
+        .orderBy("max_drawdown").toPandas(),
+        correlations=trends.return_correlations(_labelled(chosen, names), symbols),
         adjust=config.adjust,
-    )
+    )  # fmt: skip
     # trend_summary of a ds covers the lookback_days up to it, whatever the span: a function of the day.
     summary = (
         trends.trend_summary(daily.filter(F.col("date") >= F.lit(config.ds - dt.timedelta(days=lookback_days))))
@@ -624,7 +671,9 @@ def run_trends(
         .select(*catalog.SCHEMAS["trend_summary"].names)
     )
     catalog.replace_rows(spark, config, "trend_summary", summary, "ds", config.ds, config.ds)
-    report.summary_table = summary.filter(F.col("symbol").isin(symbols)).orderBy("symbol").toPandas()
+    report.summary_table = (
+        _labelled(summary, names).select(*catalog.SCHEMAS["trend_summary"].names).orderBy("symbol").toPandas()
+    )
     daily.unpersist()
     return report
 
@@ -634,20 +683,21 @@ def trend_windows(
     config: RunConfig,
     chosen: DataFrame,
     start: dt.date,
-    symbols: list[str],
+    security_ids: list[str],
     volatility_window: int = 20,
     anomaly_z: float = 3.5,
 ) -> DataFrame:
-    """The rows of `chosen` (symbol, date, close, volume over start..ds) with ma_*, rolling_volatility, volume_z
-    and is_anomaly computed over `symbols`' bars of the _TREND_WARM_UP_DAYS before start as well, read through
-    adjusted_history (config.adjust, actions known by ds). No row before start comes back.
+    """The rows of `chosen` (symbol, security_id, date, close, volume over start..ds) with ma_*, rolling_volatility,
+    volume_z and is_anomaly computed per security over the bars of `security_ids` of the _TREND_WARM_UP_DAYS before
+    start as well (under any ticker), read through adjusted_history (config.adjust, actions known by ds). No row
+    before start comes back.
 
     So a 200-bar moving average on start is a full window when the history exists (and null when it does not).
     """
 
-    bars = ["symbol", "date", "close", "volume"]
+    bars = ["symbol", "security_id", "date", "close", "volume"]
     warm_up = adjusted_history(
-        spark, config, config.adjust, start=start - dt.timedelta(days=_TREND_WARM_UP_DAYS), symbols=symbols
+        spark, config, config.adjust, start=start - dt.timedelta(days=_TREND_WARM_UP_DAYS), security_ids=security_ids
     ).filter(F.col("date") < F.lit(start))
     history = warm_up.select(*bars).unionByName(chosen.select(*bars))
     windowed = trends.volume_anomalies(trends.moving_averages(trends.rolling_volatility(history, volatility_window)), z=anomaly_z)
@@ -662,22 +712,26 @@ def adjusted_history(
     config: RunConfig,
     adjust: str,
     start: dt.date | None = None,
-    symbols: list[str] | None = None,
+    security_ids: list[str] | None = None,
     through: dt.date | None = None,
 ) -> DataFrame:
-    """stock_prices from `start` (default: the first bar) through `through` (default ds), bars with a close only,
-    adjusted as lib.prices does with the actions known by that day (`adjust`: raw, split or total_return; volume
-    divided by the split factor)."""
+    """stock_prices from `start` (default: the first bar) through `through` (default ds), bars with a close only (of
+    `security_ids` when given), adjusted per security as lib.prices does with the actions known by that day
+    (`adjust`: raw, split or total_return; volume divided by the split factor): an action applies to every bar of the
+    security that held its ticker on its ex-date, under whatever ticker it traded. security_id is never null: a bar
+    stored without one (an earlier version's, not yet given it) is its ticker's."""
     config = wap.on_main(config)  # analysis reads main: only published, audited data
     through = through or config.ds
-    daily = catalog.read_table(spark, config, "stock_prices").filter(
-        (F.col("date") <= F.lit(through)) & F.col("close").isNotNull()
+    daily = (
+        catalog.read_table(spark, config, "stock_prices")
+        .filter((F.col("date") <= F.lit(through)) & F.col("close").isNotNull())
+        .withColumn("security_id", F.coalesce(F.col("security_id"), F.col("symbol")))
     )
     if start is not None:
         daily = daily.filter(F.col("date") >= F.lit(start))
-    if symbols is not None:
-        daily = daily.filter(F.col("symbol").isin(list(symbols)))
-    return prices.adjust_frame(daily, _corporate_actions(spark, config), adjust, as_of=through)
+    if security_ids is not None:
+        daily = daily.filter(F.col("security_id").isin(list(security_ids)))
+    return prices.adjust_frame(daily, _security_actions(spark, config), adjust, as_of=through, key="security_id")
 
 
 @dataclasses.dataclass
@@ -687,43 +741,48 @@ class Restatement:
     Analysis tables are stored in the basis of the warehouse's last bar (`through`, on or after ds): a run of a past
     day writes its rows as a range run over the whole warehouse would, and rewrites the days after it, which its
     bars may change (late data). A split whose ex-date falls in the span, or that the run saw first, puts every
-    earlier row of its symbol in another basis: those symbols' whole history is rewritten (`start` goes back to
-    their first bar).
+    earlier row of its security (under any ticker) in another basis: those securities' whole history is rewritten
+    (`start` goes back to their first bar).
     """
 
     start: dt.date
     through: dt.date
-    symbols: list[str]  # the symbols restated from their first bar
+    security_ids: list[str]  # the securities restated from their first bar
 
 
 def restatement(spark: SparkSession, config: RunConfig) -> Restatement:
-    """The days and symbols an analysis run of config rewrites (see Restatement)."""
+    """The days and securities an analysis run of config rewrites (see Restatement)."""
     config = wap.on_main(config)
     stored = catalog.read_table(spark, config, "stock_prices")
     through = max(config.ds, stored.agg(F.max("date")).first()[0] or config.ds)
     span = (F.col("ex_date").between(F.lit(config.start_ds), F.lit(config.ds))
             | F.col("first_seen_ds").between(F.lit(config.start_ds), F.lit(config.ds)))  # fmt: skip
-    splits = _corporate_actions(spark, config).filter(
+    splits = _security_actions(spark, config).filter(
         (F.col("action_type") == "split") & (F.col("ex_date") <= F.lit(through)) & span
     )
-    symbols = sorted({r.symbol for r in splits.select("symbol").distinct().collect()})
+    security_ids = sorted({r.security_id for r in splits.select("security_id").distinct().collect()})
     start = config.start_ds
-    if symbols:
-        first = stored.filter(F.col("symbol").isin(symbols)).agg(F.min("date")).first()[0]
+    if security_ids:
+        first = stored.filter(_security_of_bar().isin(security_ids)).agg(F.min("date")).first()[0]
         start = min(start, first or start)
-    return Restatement(start, through, symbols)
+    return Restatement(start, through, security_ids)
+
+
+def _security_of_bar():
+    """A stored row's security: its security_id, or its ticker when it has none (an earlier version's row)."""
+    return F.coalesce(F.col("security_id"), F.col("symbol"))
 
 
 @dataclasses.dataclass
 class IndicatorsReport:
     rows: int
-    symbols: int
+    symbols: int  # securities (a security's series runs on across its tickers)
     seconds: float
-    from_first_bar: int = 0  # symbols folded from their first bar (no usable stored state)
+    from_first_bar: int = 0  # securities folded from their first bar (no usable stored state)
 
     def summary(self) -> str:
         return (
-            f"technical_indicators: {self.rows:,} rows for {self.symbols:,} symbols in {self.seconds:.1f}s "
+            f"technical_indicators: {self.rows:,} rows for {self.symbols:,} securities in {self.seconds:.1f}s "
             f"({self.from_first_bar:,} folded from their first bar, the others from their stored state)"
         )
 
@@ -731,13 +790,13 @@ class IndicatorsReport:
 def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
     """technical_indicators for the span's trading days (and what `restatement` adds), idempotent.
 
-    The recursions (Wilder, EMA, OBV) run from each symbol's first stored bar, so a day's values do not depend on the
-    span that computed them: a daily run and a backfill write the same numbers. A daily run does not fold the whole
-    history again: it continues from the fold's state stored with each symbol's row of its last bar before the span,
-    reading only the bars the bands' window needs before the span. A symbol without a usable state (a split to
-    restate, a warehouse written before the state was stored, a halt longer than the window read, a day whose
-    indicators were never computed) is folded from its first bar; a symbol whose first bar is in the span simply
-    starts there.
+    The recursions (Wilder, EMA, OBV) run per security from its first stored bar, across its ticker changes (a
+    reused ticker's new company starts from nothing), so a day's values do not depend on the span that computed them:
+    a daily run and a backfill write the same numbers. A daily run does not fold the whole history again: it continues
+    from the fold's state stored with each security's row of its last bar before the span, reading only the bars the
+    bands' window needs before the span. A security without a usable state (a split to restate, a warehouse written
+    before the state or security_id was stored, a halt longer than the window read, a day whose indicators were never
+    computed) is folded from its first bar; a security whose first bar is in the span simply starts there.
     """
     config = wap.on_main(config)  # analysis reads main: only published, audited data
 
@@ -749,60 +808,68 @@ def run_indicators(spark: SparkSession, config: RunConfig) -> IndicatorsReport:
     window_from = start - dt.timedelta(days=_INDICATOR_WINDOW_DAYS)
     history = adjusted_history(spark, config, "split", start=window_from, through=through).cache()
     stored = catalog.read_table(spark, config, "technical_indicators")
-    before = Window.partitionBy("symbol").orderBy(F.col("date").desc())
+    before = Window.partitionBy("security_id").orderBy(F.col("date").desc())
     searched = (start - dt.timedelta(days=_INDICATOR_STATE_DAYS), start - dt.timedelta(days=1))
+    # A stored row without security_id (an earlier version's) carries no usable state: its security is folded afresh.
     prior = (
-        stored.filter(F.col("date").between(F.lit(searched[0]), F.lit(searched[1])))
+        stored.filter(F.col("date").between(F.lit(searched[0]), F.lit(searched[1])) & F.col("security_id").isNotNull())
         .withColumn("_latest", F.row_number().over(before)).filter("_latest = 1").drop("_latest")
     )  # fmt: skip
-    seen = history.filter(F.col("date") < F.lit(start)).groupBy("symbol").agg(
+    seen = history.filter(F.col("date") < F.lit(start)).groupBy("security_id").agg(
         F.max("date").alias("last_bar"), F.count(F.lit(1)).alias("bars_before")
     )
-    restated = spark.createDataFrame([(s,) for s in days.symbols], "symbol string")
+    restated = spark.createDataFrame([(s,) for s in days.security_ids], "security_id string")
     usable = (
-        prior.join(seen, "symbol")
+        prior.join(seen, "security_id")
         .filter((F.col("date") == F.col("last_bar")) & F.col("bar_number").isNotNull()
                 & (F.col("bars_before") >= F.least(F.lit(indicators.BB_PERIOD - 1), F.col("bar_number") + 1)))
-        .join(restated, "symbol", "left_anti")
-        .select("symbol", *indicators.STATE_COLUMNS)
+        .join(restated, "security_id", "left_anti")
+        .select("security_id", *indicators.STATE_COLUMNS)
     )  # fmt: skip
-    usable = usable.localCheckpoint(eager=True)  # read by three plans below; small (a row per symbol)
-    in_span = history.filter(F.col("date") >= F.lit(start)).select("symbol").distinct()
-    others = in_span.join(usable.select("symbol"), "symbol", "left_anti").join(restated, "symbol", "left_anti")
-    # A symbol with no bar before the window read has its whole history there; one with older bars (or a bar in the
+    usable = usable.localCheckpoint(eager=True)  # read by three plans below; small (a row per security)
+    in_span = history.filter(F.col("date") >= F.lit(start)).select("security_id").distinct()
+    others = in_span.join(usable.select("security_id"), "security_id", "left_anti").join(restated, "security_id", "left_anti")
+    # A security with no bar before the window read has its whole history there; one with older bars (or a bar in the
     # window but no usable state) is folded from its first bar. Usually few: the older bars are looked up only for them
     # (a scan of the history before the window, which a daily run otherwise never reads).
-    candidates = others.join(seen.select("symbol", F.lit(True).alias("in_window")), "symbol", "left").collect()
-    unsure = sorted(r.symbol for r in candidates if not r.in_window)
+    candidates = others.join(seen.select("security_id", F.lit(True).alias("in_window")), "security_id", "left").collect()
+    unsure = sorted(r.security_id for r in candidates if not r.in_window)
     older = set()
     if unsure:
         before_window = catalog.read_table(spark, config, "stock_prices").filter(
-            (F.col("date") < F.lit(window_from)) & F.col("symbol").isin(unsure)
+            (F.col("date") < F.lit(window_from)) & _security_of_bar().isin(unsure)
         )
-        older = {r.symbol for r in before_window.select("symbol").distinct().collect()}
-    fresh = spark.createDataFrame([(s,) for s in unsure if s not in older], "symbol string")
-    from_first_bar = sorted({r.symbol for r in candidates if r.in_window} | older | set(days.symbols))
+        older = {r.security_id for r in before_window.select(_security_of_bar().alias("security_id")).distinct().collect()}
+    fresh = spark.createDataFrame([(s,) for s in unsure if s not in older], "security_id string")
+    from_first_bar = sorted({r.security_id for r in candidates if r.in_window} | older | set(days.security_ids))
+    with_state = history.join(F.broadcast(usable.select("security_id")), "security_id", "left_semi")
     parts = [
-        indicators.technical_indicators(history.join(F.broadcast(usable.select("symbol")), "symbol", "left_semi"), usable, start),
-        indicators.technical_indicators(history.join(F.broadcast(fresh), "symbol", "left_semi")),
+        indicators.technical_indicators(with_state, usable, start),
+        indicators.technical_indicators(history.join(F.broadcast(fresh), "security_id", "left_semi")),
     ]
+    refolded = None
     if from_first_bar:
-        whole = adjusted_history(spark, config, "split", symbols=from_first_bar, through=through)
-        parts.append(indicators.technical_indicators(whole).filter(
-            (F.col("date") >= F.lit(start)) | F.col("symbol").isin(list(days.symbols))))  # fmt: skip
-    if days.start < start:  # the restated symbols' earlier rows: the other symbols' rows of those days are kept
+        whole = adjusted_history(spark, config, "split", security_ids=from_first_bar, through=through)
+        refolded = indicators.technical_indicators(whole).filter(
+            (F.col("date") >= F.lit(start)) | F.col("security_id").isin(list(days.security_ids))).cache()  # fmt: skip
+        parts.append(refolded)
+    if days.start < start:  # the restated securities' earlier rows: the other securities' rows of those days are kept
+        # By (symbol, date), which a day's rows are unique on: a stored row of an earlier version has no security_id.
+        rewritten = refolded.filter(F.col("date") < F.lit(start)).select("symbol", "date")
         parts.append(stored.filter(F.col("date").between(F.lit(days.start), F.lit(start - dt.timedelta(days=1))))
-                     .join(restated, "symbol", "left_anti"))  # fmt: skip
+                     .join(rewritten, ["symbol", "date"], "left_anti"))  # fmt: skip
     values = parts[0]
     for part in parts[1:]:  # the same columns: the indicators with their state, as the table stores them
         values = values.unionByName(part)
     # Checkpointed: replace_rows reads its frame twice (the range check, the write).
     values = values.filter(F.col("date").between(F.lit(days.start), F.lit(through))).localCheckpoint(eager=True)
     history.unpersist()
+    if refolded is not None:
+        refolded.unpersist()
     catalog.replace_rows(spark, config, "technical_indicators", values, "date", days.start, through)
     written = span_table(spark, config, "technical_indicators")
-    return IndicatorsReport(written.count(), written.select("symbol").distinct().count(), time.monotonic() - started,
-                            len(from_first_bar))  # fmt: skip
+    return IndicatorsReport(written.count(), written.select(_security_of_bar()).distinct().count(),
+                            time.monotonic() - started, len(from_first_bar))  # fmt: skip
 
 
 # Calendar days of bars read before a run's first day: the bands' window (BB_PERIOD - 1 bars) and the previous
@@ -825,7 +892,8 @@ class AnomaliesReport:
 def run_anomalies(
     spark: SparkSession, config: RunConfig, thresholds: dict[str, float] | None = None, window: int | None = None
 ) -> AnomaliesReport:
-    """Flag the span's return, gap and volume anomalies on the total-return series into `anomalies` (idempotent).
+    """Flag the span's return, gap and volume anomalies on the total-return series into `anomalies` (idempotent),
+    per security: a ticker change continues a series, a reused ticker's first bar starts one.
 
     `thresholds` ({"return": 5.0, ...}, |robust z| above which a day is flagged) and `window` (trailing bars)
     default to lib.analytics.anomalies.DEFAULT_THRESHOLDS and DEFAULT_WINDOW.
@@ -856,7 +924,7 @@ class ForecastReport:
     symbols: list[str]
     forecasts: pd.DataFrame  # this run's forecasts table rows
     metrics: pd.DataFrame  # this ds's forecast_metrics rows
-    closes: pd.DataFrame  # symbol, date, close: the forecast series over the span and a little before
+    closes: pd.DataFrame  # symbol, date, close, security_id: the forecast series over the span and a little before
     seconds: float
 
     def beats_naive(self) -> pd.DataFrame:
@@ -882,8 +950,10 @@ class ForecastReport:
 def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
     """Walk-forward forecasts for the origins of start_ds..ds at horizons 1..horizon_days, and the scores of ds.
 
-    At each origin the symbols are config.symbols or the top_n by dollar volume over the 20 sessions up to it
-    (leaders_by_day), and the linear model of a month learns from the leaders of its cutoff session: a forecast is a
+    Per security: a forecast reads its security's bars under every ticker, and its row keeps the ticker traded on the
+    origin date. At each origin the securities are those of config.symbols (resolve_symbols over start_ds..ds: an old
+    ticker finds its security) or the top_n by dollar volume over the 20 sessions up to it (leaders_by_day), and the
+    linear model of a month learns from the leaders of its cutoff session: a forecast is a
     function of its origin and the stored bars, never of the span. Forecasts are stored in the origin's basis
     (forecast.origin_factors). The run writes its origins and fills actual_close of the earlier forecasts whose
     targets are days it brought (start_ds..ds), in one replace of their origins. forecast_metrics of ds scores every
@@ -898,13 +968,17 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
     cutoffs = {forecast.model_cutoff(o) for o in origins}
     cutoff_sessions = {c: last_trading_day_on_or_before(c) for c in cutoffs}
     leaders = _chosen_symbols(spark, config, sorted(set(origins) | set(cutoff_sessions.values()) - {None}))
-    by_day: dict[dt.date, list[str]] = {}
+    by_day: dict[dt.date, list[str]] = {}  # the securities chosen on a day
+    names: dict[dt.date, list[str]] = {}  # and the names they were chosen under
     for row in leaders.collect():
-        by_day.setdefault(row.day, []).append(row.symbol)
-    chosen = spark.createDataFrame([(o, s) for o in origins for s in by_day.get(o, [])], "origin_date date, symbol string")
+        by_day.setdefault(row.day, []).append(row.security_id)
+        names.setdefault(row.day, []).append(row.symbol)
+    chosen = spark.createDataFrame([(o, s) for o in origins for s in by_day.get(o, [])],
+                                   "origin_date date, security_id string")  # fmt: skip
     trainers = {cutoff: by_day.get(session, []) for cutoff, session in cutoff_sessions.items()}
 
-    stored = catalog.read_table(spark, config, "forecasts")
+    # A stored forecast without security_id (an earlier version's) is its ticker's.
+    stored = catalog.read_table(spark, config, "forecasts").withColumn("security_id", _security_of_bar())
     # Earlier forecasts whose targets this run brought: their origins are rewritten with the actuals filled.
     refill = stored.filter((F.col("origin_date") < F.lit(config.start_ds)) & F.col("target_date").between(
         F.lit(config.start_ds), F.lit(config.ds)))  # fmt: skip
@@ -913,15 +987,18 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
         stored.filter(F.col("origin_date").between(F.lit(first_refill), F.lit(config.start_ds - dt.timedelta(days=1))))
         if first_refill else stored.limit(0)
     ).cache()  # fmt: skip
-    symbols = sorted(set(symbol for names in by_day.values() for symbol in names)
-                     | {r.symbol for r in carried.select("symbol").distinct().collect()})  # fmt: skip
-    traded = catalog.read_table(spark, config, "stock_prices").filter(
-        F.col("symbol").isin(symbols) & F.col("close").isNotNull()
+    security_ids = sorted(set(security_id for chosen_ids in by_day.values() for security_id in chosen_ids)
+                          | {r.security_id for r in carried.select("security_id").distinct().collect()})  # fmt: skip
+    traded = (
+        catalog.read_table(spark, config, "stock_prices")
+        .withColumn("security_id", _security_of_bar())
+        .filter(F.col("security_id").isin(security_ids) & F.col("close").isNotNull())
     )
     last_bar = traded.agg(F.max("date")).first()[0] or config.ds
-    # Adjusted with every action known through the last stored bar (on or after ds): the basis cancels out
-    # (origin_factors), and targets after ds that a re-run of a past day finds stored get their actual too.
-    series = prices.adjust_frame(traded, _corporate_actions(spark, config), config.adjust, as_of=last_bar).cache()
+    # Adjusted per security with every action known through the last stored bar (on or after ds): the basis cancels
+    # out (origin_factors), and targets after ds that a re-run of a past day finds stored get their actual too.
+    series = prices.adjust_frame(traded, _security_actions(spark, config), config.adjust, as_of=last_bar,
+                                 key="security_id").cache()  # fmt: skip
     factors = forecast.origin_factors(series, traded)
     predicted = forecast.walk_forward(spark, series, config.start_ds, config.ds, config.horizon_days, chosen, trainers)
     made = forecast.with_actuals(forecast.in_origin_basis(predicted, factors), series, factors)
@@ -938,13 +1015,13 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
     written = stored.filter(F.col("origin_date").between(F.lit(config.start_ds), F.lit(config.ds)))
     closes = (
         series.filter(F.col("date").between(F.lit(config.start_ds - dt.timedelta(days=45)), F.lit(config.ds)))
-        .filter(F.col("symbol").isin(by_day.get(origins[-1], []) if origins else []))
-        .select("symbol", "date", "close")
+        .filter(F.col("security_id").isin(by_day.get(origins[-1], []) if origins else []))
+        .select("symbol", "date", "close", "security_id")
         .orderBy("symbol", "date")
         .toPandas()
     )
     report = ForecastReport(
-        symbols=by_day.get(origins[-1], []) if origins else [],
+        symbols=names.get(origins[-1], []) if origins else [],
         forecasts=written.orderBy("symbol", "model", "origin_date", "horizon").toPandas(),
         metrics=span_table(spark, config, "forecast_metrics", column="ds", start=config.ds)
         .orderBy("model", "horizon")
@@ -961,31 +1038,51 @@ FORECAST_SCORE_DAYS = 365
 
 
 def leaders_by_day(spark: SparkSession, config: RunConfig, days: list[dt.date], n: int) -> DataFrame:
-    """trends.leaders_by_day over stock_prices as traded: the bounded read of the sessions it needs."""
+    """trends.leaders_by_day over stock_prices as traded, per security (day, symbol, dollar_volume, security_id; symbol
+    the ticker it traded as on the day): the bounded read of the sessions it needs."""
     days = [d for d in days if d is not None]
+    stored = catalog.read_table(spark, config, "stock_prices").withColumn("security_id", _security_of_bar())
     if not days:
-        return trends.leaders_by_day(catalog.read_table(spark, config, "stock_prices"), days, n)
-    bars = catalog.read_table(spark, config, "stock_prices").filter(
+        return trends.leaders_by_day(stored, days, n)
+    bars = stored.filter(
         F.col("date").between(F.lit(min(days) - dt.timedelta(days=2 * trends.LEADER_SESSIONS + 14)), F.lit(max(days)))
     )
     return trends.leaders_by_day(bars, days, n)
 
 
 def _chosen_symbols(spark: SparkSession, config: RunConfig, days: list[dt.date]) -> DataFrame:
-    """day, symbol: config.symbols on every day, or the top_n leaders of each day."""
+    """day, symbol, security_id: config.symbols on every day (each the security resolve_symbols finds over
+    start_ds..ds, under the name asked for; one name per security), or the top_n leaders of each day."""
     if config.symbols:
-        return spark.createDataFrame([(d, s) for d in days for s in config.symbols], "day date, symbol string")
+        named = {}
+        for symbol, security_id in resolve_symbols(spark, config, list(config.symbols), config.start_ds, config.ds).items():
+            named.setdefault(security_id, symbol)
+        return spark.createDataFrame([(d, s, i) for d in days for i, s in named.items()],
+                                     "day date, symbol string, security_id string")  # fmt: skip
     return leaders_by_day(spark, config, days, config.top_n).drop("dollar_volume")
 
 
 def indicator_sample(spark: SparkSession, config: RunConfig, symbols: list[str], start: dt.date | None = None) -> pd.DataFrame:
     """symbol, date, the split-adjusted close and the stored technical_indicators of `symbols` over start..ds
-    (start defaults to start_ds): the frame plots.indicator_panels draws."""
+    (start defaults to start_ds): the frame plots.indicator_panels draws. Each ticker reads its security
+    (resolve_symbols) under every ticker it traded as in the span; its rows are named by the ticker asked for."""
     config = wap.on_main(config)  # analysis reads main: only published, audited data
     start = start or config.start_ds
-    closes = adjusted_history(spark, config, "split", start=start, symbols=symbols).select("symbol", "date", "close")
-    stored = span_table(spark, config, "technical_indicators", start=start).filter(F.col("symbol").isin(list(symbols)))
-    return closes.join(stored, ["symbol", "date"]).orderBy("symbol", "date").toPandas()
+    named = {}
+    for symbol, security_id in resolve_symbols(spark, config, list(symbols), start, config.ds).items():
+        named.setdefault(security_id, symbol)
+    names = _names_frame(spark, {label: security_id for security_id, label in named.items()})
+    closes = adjusted_history(spark, config, "split", start=start, security_ids=list(named))
+    closes = closes.select("security_id", "date", "close")
+    stored = (
+        span_table(spark, config, "technical_indicators", start=start)
+        .withColumn("security_id", _security_of_bar())
+        .filter(F.col("security_id").isin(list(named)))
+        .drop("symbol")
+    )
+    sample = _labelled(closes.join(stored, ["security_id", "date"]), names)
+    return sample.select("symbol", "date", "close", *[c for c in stored.columns if c not in ("security_id", "date")],
+                         "security_id").orderBy("symbol", "date").toPandas()  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- intraday (05_intraday)
