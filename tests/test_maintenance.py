@@ -16,7 +16,7 @@ from lib.core.errors import ConfigError
 from lib.settings.config import RunConfig
 from lib.storage import catalog, lake_reader, wap
 
-PRICES = catalog.BAR_SCHEMA
+PRICES = catalog.SCHEMAS["stock_prices"]
 RAW = catalog.SCHEMAS["raw_daily_bars"]
 METRICS = catalog.SCHEMAS["forecast_metrics"]
 TRENDS = catalog.SCHEMAS["trend_summary"]
@@ -28,11 +28,11 @@ def config_for(warehouse, namespace: str) -> RunConfig:
 
 
 def price(symbol: str, day: dt.date, close: float):
-    return (symbol, day, close, close + 1, close - 1, close, 100.0, close, 7)
+    return (symbol, day, close, close + 1, close - 1, close, 100.0, close, 7, symbol)
 
 
 def raw_bar(symbol: str, day: dt.date, close: float):
-    return (*price(symbol, day, close), day, "grouped", dt.datetime(2024, 3, 8, 21, 0))
+    return (*price(symbol, day, close)[:9], day, "grouped", dt.datetime(2024, 3, 8, 21, 0))
 
 
 def rows(spark, config: RunConfig, name: str, version: str | None = None) -> list:
@@ -63,7 +63,8 @@ def test_snapshots_are_expired_only_when_more_than_keep_last_are_due_and_content
         metrics = [(dt.date(2024, 3, day), "naive", 1, 10, 1.0 * day, 1.5, 2.0, 0.5, None)]
         spark.createDataFrame(metrics, METRICS).writeTo(config.table("forecast_metrics")).append()
     for day in (1, 4):  # two commits: 1 due, not more than keep_last
-        trend = [(dt.date(2024, 3, day), "AAA", "raw", dt.date(2024, 1, 2), dt.date(2024, 3, day), 40, 1.0, 1.1, 0.1, 0.2, -0.05)]
+        trend = [(dt.date(2024, 3, day), "AAA", "raw", dt.date(2024, 1, 2), dt.date(2024, 3, day), 40, 1.0, 1.1, 0.1, 0.2,
+                  -0.05, "AAA")]  # fmt: skip
         spark.createDataFrame(trend, TRENDS).writeTo(config.table("trend_summary")).append()
     before = {name: rows(spark, config, name) for name in ("forecast_metrics", "trend_summary")}
     trend_snapshots = snapshot_ids(spark, config, "trend_summary")

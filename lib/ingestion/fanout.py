@@ -390,6 +390,13 @@ def spark_task_progress(spark: SparkSession, description: str, enabled: bool):
         context.setLocalProperty("spark.job.description", None)
 
 
+def with_failures(failures: DataFrame, more: list[tuple]) -> DataFrame:
+    """`failures` (symbol, endpoint, http_status, error, attempts, failed_at) and the driver's own failed requests."""
+    if not more:
+        return failures
+    return failures.unionByName(failures.sparkSession.createDataFrame(more, failures.schema))
+
+
 def with_run_ds(df: DataFrame, ds: dt.date) -> DataFrame:
     """Adds `ds`, the run's date."""
     return df.withColumn("ds", F.lit(ds))

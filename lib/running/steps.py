@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lib.analytics import anomalies, forecast, indicators, prices, trends
-from lib.core.errors import ConfigError, MissingInputError
+from lib.core.errors import ConfigError, MissingInputError, PolygonRequestFailed
 from lib.core.trading_days import last_trading_day_on_or_before, trading_days
 from lib.ingestion import fanout, securities
 from lib.ingestion.rest_client import ClientSettings, PolygonClient
@@ -162,14 +162,14 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
     if migration is not None and delisted is None:  # an earlier version's bars: resolve their span's tickers too
         delisted = driver_client.delisted_tickers(migration, config.ds)
     newest = last_day is None or last_day <= config.ds
-    resolution = update_securities(spark, config, driver_client, ticker_records, delisted, newest)
+    resolution, reference_failures = update_securities(spark, config, driver_client, ticker_records, delisted, newest)
     intervals = securities.intervals(resolution.periods)
     prices = fanout.with_securities(fanout.raw_to_prices(written_raw), intervals)
     catalog.replace_rows(spark, config, "stock_prices", prices, "date", config.start_ds, config.ds)
     migrated_rows = _identify_stored_prices(spark, config, intervals) if migration is not None else 0
     tickers = fanout.tickers_frame(spark, ticker_records, config.ds)
     catalog.replace_rows(spark, config, "stock_tickers", tickers, "ds", config.ds, config.ds)
-    failures = fanout.with_run_ds(fetched.failures, config.ds)
+    failures = fanout.with_run_ds(fanout.with_failures(fetched.failures, reference_failures), config.ds)
     catalog.replace_rows(spark, config, "ingest_failures", failures, "ds", config.ds, config.ds)
     window = fanout.action_window(config.start_ds, config.ds) if days else None
     splits = driver_client.splits(*window) if window else []
@@ -240,16 +240,33 @@ def security_intervals(spark: SparkSession, config: RunConfig) -> list[tuple]:
 
 
 def update_securities(spark: SparkSession, config: RunConfig, client: PolygonClient, listed: list[dict],
-                      delisted: list[dict] | None, newest: bool = True) -> securities.Resolution:  # fmt: skip
-    """Resolve the run's ticker records against the stored securities and write the table whole (one commit)."""
+                      delisted: list[dict] | None, newest: bool = True) -> tuple[securities.Resolution, list[tuple]]:  # fmt: skip
+    """Resolve the run's ticker records against the stored securities and write the table whole (one commit).
+
+    A reference call that fails for good is no reason to stop the run: the period is resolved without its answer (a
+    vanished ticker stays current until a later run learns its end; a ticker without a FIGI is named by its ticker
+    alone, which later runs keep) and the failure is returned as an ingest_failures row (symbol, endpoint,
+    http_status, error, attempts, failed_at)."""
+    failures: list[tuple] = []
+
+    def answered(call, endpoint: str, ticker: str, *args):
+        try:
+            return call(ticker, *args)
+        except PolygonRequestFailed as exc:
+            failed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            failures.append((ticker, endpoint, exc.http_status, str(exc), exc.attempts, failed_at))
+            return None
+
     resolution = securities.resolve(
         stored_securities(spark, config), listed, delisted, config.ds,
-        inactive_records=lambda ticker: client.tickers(as_of=config.ds, active=False, ticker=ticker),
-        details=client.ticker_details, newest=newest,
+        inactive_records=lambda ticker: answered(lambda t: client.tickers(as_of=config.ds, active=False, ticker=t),
+                                                 "tickers", ticker) or [],
+        details=lambda ticker, day: answered(client.ticker_details, "ticker_details", ticker, day),
+        newest=newest,
     )  # fmt: skip
     rows = [tuple(p[c] for c in securities.COLUMNS) for p in resolution.periods]
     catalog.overwrite_partitions(config, "securities", spark.createDataFrame(rows, catalog.SCHEMAS["securities"]))
-    return resolution
+    return resolution, failures
 
 
 def _stored_bars(spark: SparkSession, config: RunConfig) -> tuple[dt.date | None, dt.date | None]:
