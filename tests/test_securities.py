@@ -20,6 +20,7 @@ from lib.settings.config import RunConfig
 from lib.simulator import SimulatorProcess
 from lib.simulator import securities as true_securities
 from lib.storage import catalog
+from lib.storage.securities import holder, intervals
 
 KEY = "securities-key-7a21"
 TICKERS, SEED = 100, 42
@@ -53,7 +54,7 @@ def test_a_backfill_ties_a_renamed_ticker_to_its_successor_by_figi():
     assert (periods["FB"]["valid_to"], periods["META"]["valid_from"]) == (D(2022, 6, 9), D(2022, 6, 9))
     assert periods["META"]["valid_to"] is None and periods["FB"]["delisted_date"] is None
     assert resolution.renames == [("FB", "META", D(2022, 6, 9))] and resolution.delistings == []
-    assert securities.intervals(resolution.periods) == [
+    assert intervals(resolution.periods) == [
         ("AAA", None, None, "F2"), ("FB", None, D(2022, 6, 9), "F1"), ("META", D(2022, 6, 9), None, "F1"),
     ]  # fmt: skip
 
@@ -92,12 +93,12 @@ def test_a_reused_ticker_is_two_securities_and_a_delisting_ends_the_first():
     assert (old["security_id"], old["valid_to"], old["delisted_date"]) == ("OLD", D(2024, 4, 24), D(2024, 4, 24))
     assert (new["security_id"], new["valid_to"], new["delisted_date"]) == ("NEW", None, None)
     assert resolution.delistings == [("VIHY", D(2024, 4, 24))]
-    tiles = securities.intervals(resolution.periods)
+    tiles = intervals(resolution.periods)
     assert tiles == [("VIHY", None, D(2024, 4, 24), "OLD"), ("VIHY", D(2024, 8, 20), None, "NEW")]
     # Reads by ticker: the holder on the last day of the span that anybody held it; before the reuse, the old one.
-    assert securities.holder(resolution.periods, "VIHY", D(2024, 4, 1), D(2024, 9, 30)) == "NEW"
-    assert securities.holder(resolution.periods, "VIHY", D(2024, 4, 1), D(2024, 6, 30)) == "OLD"
-    assert securities.holder(resolution.periods, "NOPE", D(2024, 4, 1), D(2024, 6, 30)) is None
+    assert holder(resolution.periods, "VIHY", D(2024, 4, 1), D(2024, 9, 30)) == "NEW"
+    assert holder(resolution.periods, "VIHY", D(2024, 4, 1), D(2024, 6, 30)) == "OLD"
+    assert holder(resolution.periods, "NOPE", D(2024, 4, 1), D(2024, 6, 30)) is None
     # The next run of the reused ticker asks nothing more.
     again = securities.resolve(resolution.periods, [_record("VIHY", "NEW")], None, D(2024, 9, 3), _no_call, _no_call)
     assert again.periods == resolution.periods

@@ -239,9 +239,7 @@ def resolve_tickers(periods: list[dict], tickers: Sequence[str], start: dt.date,
     identified; so does every ticker when the warehouse has no securities table (`periods` empty).
     """
     every_interval = securities.intervals(periods)
-    security_of = {}
-    for ticker in tickers:
-        security_of[ticker] = securities.holder(periods, ticker, start, end) or ticker
+    security_of = securities.resolve(periods, tickers, start, end)
     known = {security_id for *_, security_id in every_interval}
     rows = [row for row in every_interval if row[3] in set(security_of.values())]
     rows += [(ticker, None, None, ticker) for ticker, security_id in security_of.items() if security_id not in known]

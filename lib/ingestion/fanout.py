@@ -434,7 +434,7 @@ def raw_to_prices(raw_bars: DataFrame) -> DataFrame:
 
 
 def with_securities(prices: DataFrame, intervals: list[tuple]) -> DataFrame:
-    """`prices` with security_id: the security whose interval (lib.ingestion.securities.intervals: ticker, from, until,
+    """`prices` with security_id: the security whose interval (lib.storage.securities.intervals: ticker, from, until,
     security_id) holds the bar's symbol and date; a bar of a ticker the reference data never listed keeps its ticker
     as its security. The intervals go out as one small broadcast table; each bar meets at most one."""
     schema = T.StructType([T.StructField("_ticker", T.StringType()), T.StructField("_from", T.DateType()),

@@ -26,7 +26,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable
 
-from lib.storage.securities import COLUMNS, holder, intervals, period_order  # noqa: F401 (holder, intervals: the readers')
+from lib.storage.securities import COLUMNS, period_order
 
 
 def _day(value) -> dt.date | None:

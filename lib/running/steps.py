@@ -21,6 +21,7 @@ from lib.quality import checks, gate
 from lib.quality.checks import PRICE_CONTEXT_DAYS, QualityInputs
 from lib.settings.config import RunConfig
 from lib.storage import catalog, monthly, wap
+from lib.storage import securities as identity
 from lib.storage.monthly import month_start
 
 # The driver's calls for reference data (the rest are bar calls, fanned out over the executors).
@@ -163,7 +164,7 @@ def run_ingest(spark: SparkSession, config: RunConfig, settings: ClientSettings)
         delisted = driver_client.delisted_tickers(migration, config.ds)
     newest = last_day is None or last_day <= config.ds
     resolution, reference_failures = update_securities(spark, config, driver_client, ticker_records, delisted, newest)
-    intervals = securities.intervals(resolution.periods)
+    intervals = identity.intervals(resolution.periods)
     prices = fanout.with_securities(fanout.raw_to_prices(written_raw), intervals)
     catalog.replace_rows(spark, config, "stock_prices", prices, "date", config.start_ds, config.ds)
     migrated_rows = _identify_stored_prices(spark, config, intervals) if migration is not None else 0
@@ -234,9 +235,9 @@ def stored_securities(spark: SparkSession, config: RunConfig) -> list[dict]:
 
 
 def security_intervals(spark: SparkSession, config: RunConfig) -> list[tuple]:
-    """(ticker, from, until, security_id) of the stored securities (lib.ingestion.securities.intervals): which
+    """(ticker, from, until, security_id) of the stored securities (lib.storage.securities.intervals): which
     security traded under a ticker on a day, for joining bars, actions or reads to their security."""
-    return securities.intervals(stored_securities(spark, config))
+    return identity.intervals(stored_securities(spark, config))
 
 
 def update_securities(spark: SparkSession, config: RunConfig, client: PolygonClient, listed: list[dict],
@@ -264,7 +265,7 @@ def update_securities(spark: SparkSession, config: RunConfig, client: PolygonCli
         details=lambda ticker, day: answered(client.ticker_details, "ticker_details", ticker, day),
         newest=newest,
     )  # fmt: skip
-    rows = [tuple(p[c] for c in securities.COLUMNS) for p in resolution.periods]
+    rows = [tuple(p[c] for c in identity.COLUMNS) for p in resolution.periods]
     catalog.overwrite_partitions(config, "securities", spark.createDataFrame(rows, catalog.SCHEMAS["securities"]))
     return resolution, failures
 
@@ -611,8 +612,7 @@ def resolve_symbols(spark: SparkSession, config: RunConfig, symbols: list[str], 
     """{ticker: security_id} for a read of `symbols` over start..end (the contract's reads by ticker): the security that
     held each on the last day of the span it was held (an old ticker finds its security); a ticker the securities
     table never had is its own security, as its bars' security_id is."""
-    periods = stored_securities(spark, config)
-    return {symbol: securities.holder(periods, symbol, start, end) or symbol for symbol in symbols}
+    return identity.resolve(stored_securities(spark, config), symbols, start, end)
 
 
 def _names_frame(spark: SparkSession, named: dict) -> DataFrame:
@@ -742,7 +742,7 @@ def adjusted_history(
     daily = (
         catalog.read_table(spark, config, "stock_prices")
         .filter((F.col("date") <= F.lit(through)) & F.col("close").isNotNull())
-        .withColumn("security_id", F.coalesce(F.col("security_id"), F.col("symbol")))
+        .withColumn("security_id", _security_of_bar())
     )
     if start is not None:
         daily = daily.filter(F.col("date") >= F.lit(start))

@@ -49,3 +49,10 @@ def holder(periods: Iterable[dict], ticker: str, start: dt.date, end: dt.date) -
     if before:
         return max(before, key=lambda held: held[0])[1]
     return min(mine, key=lambda held: held[0])[2]
+
+
+def resolve(periods: Iterable[dict], tickers: Iterable[str], start: dt.date, end: dt.date) -> dict[str, str]:
+    """{ticker: security_id} for a read of `tickers` over start..end (`holder`); a ticker the periods never had is its
+    own security, as the bars of a ticker the reference data never listed are identified."""
+    periods = list(periods)
+    return {ticker: holder(periods, ticker, start, end) or ticker for ticker in tickers}
