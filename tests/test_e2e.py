@@ -1,4 +1,5 @@
-"""End to end: the four notebooks through papermill, then the tables read back by independent readers."""
+"""End to end: the five notebooks through papermill as a user runs them (`make run` over a range, then the next
+day's run), then the tables read back by independent readers."""
 
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ from tests.test_security import CANARY
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent
 START, DS = "2024-02-27", "2024-03-05"  # crosses a month boundary; 2024-02-29 exists
+RANGE_END = "2024-03-04"  # the range run ends here; DS is the next day's run
 TICKERS = 25
 
 
-def run_pipeline(simulator, warehouse: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_pipeline(simulator, warehouse: Path, run_dir: Path, *extra: str, start: str = START, ds: str = DS
+                 ) -> subprocess.CompletedProcess:  # fmt: skip
     """`make run` with a key: the canary, under both names, against a simulator that accepts only it."""
     env = dict(os.environ, MASSIVE_API_KEY=CANARY, POLYGON_API_KEY=CANARY)  # both names, the same key: fine
     command = [
-        sys.executable, "-m", "lib.run", "-f", "params/local.yaml", "--ds", DS, "--start-ds", START,
+        sys.executable, "-m", "lib.run", "-f", "params/local.yaml", "--ds", ds, "--start-ds", start,
         "-p", "warehouse", str(warehouse), "-p", "run_dir", str(run_dir), "-p", "api_base_url", simulator.base_url,
         *extra,
     ]  # fmt: skip
@@ -33,16 +36,20 @@ def run_pipeline(simulator, warehouse: Path, run_dir: Path, *extra: str) -> subp
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """One run of every notebook, shared by the tests of this file (the canary test searches all it produced)."""
+    """A range run of every notebook, then the next day's run of every notebook (run_dir is the daily run's record),
+    shared by the tests of this file (the canary test searches all they produced). The daily run scores the range
+    run's forecasts: 05_forecast's closing asserts check its metrics against the stored forecasts."""
     from lib.simulator.process import SimulatorProcess
 
     root = tmp_path_factory.mktemp("e2e")
     warehouse, run_dir = root / "warehouse", root / "runs" / DS
     with SimulatorProcess(tickers=TICKERS, api_key=CANARY) as simulator:
-        first = run_pipeline(simulator, warehouse, run_dir)
-        assert first.returncode == 0, f"make-run equivalent failed:\n{first.stdout[-3000:]}\n{first.stderr[-3000:]}"
-        yield {"root": root, "warehouse": warehouse, "run_dir": run_dir, "stdout": first.stdout, "stderr": first.stderr,
-               "simulator": simulator}  # fmt: skip
+        ranged = run_pipeline(simulator, warehouse, root / "runs" / RANGE_END, ds=RANGE_END)
+        assert ranged.returncode == 0, f"make-run equivalent failed:\n{ranged.stdout[-3000:]}\n{ranged.stderr[-3000:]}"
+        daily = run_pipeline(simulator, warehouse, run_dir, start=DS)
+        assert daily.returncode == 0, f"the next day's run failed:\n{daily.stdout[-3000:]}\n{daily.stderr[-3000:]}"
+        yield {"root": root, "warehouse": warehouse, "run_dir": run_dir, "stdout": ranged.stdout + daily.stdout,
+               "stderr": ranged.stderr + daily.stderr, "daily": daily.stdout, "simulator": simulator}  # fmt: skip
 
 
 def test_canary_key_leaves_no_trace_in_anything_a_run_produces(pipeline):
@@ -85,13 +92,13 @@ def test_run_record_holds_executed_notebooks_and_figures(pipeline):
 
 
 def test_the_run_was_staged_audited_and_published(pipeline):
-    """make run writes on audit_<start>_<ds>, and 03_quality publishes it: main holds the data, the branch is gone,
-    main is tagged run-<ds>, and run.json records each table's main snapshot."""
+    """A run writes on audit_<start>_<ds> (audit_<ds> for a day), and 03_quality publishes it: main holds the data,
+    the branch is gone, main is tagged run-<ds>, and run.json records each table's main snapshot."""
     from pyiceberg.catalog.sql import SqlCatalog
 
     warehouse = pipeline["warehouse"]
     record = json.loads((pipeline["run_dir"] / "run.json").read_text())
-    branch = "audit_2024_02_27_2024_03_05"
+    branch = "audit_2024_03_05"
     assert record["parameters"]["wap_branch"] == branch
     assert record["audit"] == {"branch": branch, "published": True, "staged_tables": []}
     cat = SqlCatalog("local", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.resolve().as_uri())
@@ -100,7 +107,7 @@ def test_the_run_was_staged_audited_and_published(pipeline):
         assert branch not in table.metadata.refs, f"{name} kept the audit branch"
         assert table.snapshot_by_name(f"run-{DS}").snapshot_id == table.current_snapshot().snapshot_id
         assert record["snapshots"][name] == table.current_snapshot().snapshot_id
-    assert "03_quality ok" in pipeline["stdout"]
+    assert "03_quality ok" in pipeline["daily"]
 
 
 def test_the_run_prints_only_what_a_user_can_act_on(pipeline):
@@ -123,6 +130,21 @@ def test_executed_notebooks_show_their_figures_as_pictures(pipeline):
         assert not shown_as_text, f"{name}: a figure shown as its repr"
 
 
+def test_the_next_days_run_scored_the_range_runs_forecasts(pipeline):
+    """The daily run filled actual_close of the range run's forecasts that target its day, and forecast_metrics of
+    that day scores them: against the close stored for the target (no split in these days, so the basis is the
+    traded close)."""
+    tables = pyiceberg_tables(pipeline["warehouse"])
+    forecasts, prices = tables["forecasts"], tables["stock_prices"]
+    ds = dt.date.fromisoformat(DS)
+    due = forecasts[(forecasts["target_date"] == ds) & (forecasts["origin_date"] < ds)]
+    assert len(due) > 0 and due["actual_close"].notna().all(), due
+    closes = prices[prices["date"] == ds].set_index("symbol")["close"]
+    assert due["actual_close"].to_numpy() == pytest.approx(closes.loc[due["symbol"]].to_numpy(), rel=1e-12)
+    metrics = tables["forecast_metrics"]
+    assert (metrics.loc[metrics["ds"] == ds, "n"] > 0).all() and (metrics["ds"] == ds).any()
+
+
 def test_tables_read_back_with_pyiceberg(pipeline):
     from lib.core.trading_days import trading_days
 
@@ -132,8 +154,9 @@ def test_tables_read_back_with_pyiceberg(pipeline):
     assert sorted(set(prices["date"])) == days
     assert not prices.duplicated(["symbol", "date"]).any()
     assert prices["symbol"].nunique() == TICKERS
-    assert len(tables["stock_tickers"]) == TICKERS
-    assert set(tables["stock_tickers"]["ds"]) == {dt.date.fromisoformat(DS)}
+    tickers = tables["stock_tickers"]  # the universe as of each run's ds
+    assert set(tickers["ds"]) == {dt.date.fromisoformat(RANGE_END), dt.date.fromisoformat(DS)}
+    assert (tickers.groupby("ds").size() == TICKERS).all()
     monthly = tables["monthly_stock_prices"]
     assert not monthly.duplicated(["symbol", "month_start", "metric_name"]).any()
     assert set(monthly["month_start"]) == {dt.date(2024, 2, 1), dt.date(2024, 3, 1)}
@@ -208,10 +231,10 @@ def _load_duckdb_iceberg(con) -> None:
 
 
 def test_rerun_of_the_same_ds_leaves_the_same_tables(pipeline):
-    """The notebooks that write market data, run again for the same span: not one row changes."""
+    """The notebooks that write market data, run again for the last run's day: not one row changes."""
     before = pyiceberg_tables(pipeline["warehouse"])
     again = run_pipeline(pipeline["simulator"], pipeline["warehouse"], pipeline["run_dir"].parent / "rerun",
-                         "--notebooks", "01_ingest", "02_monthly_rollup", "03_quality")  # fmt: skip
+                         "--notebooks", "01_ingest", "02_monthly_rollup", "03_quality", start=DS)  # fmt: skip
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     after = pyiceberg_tables(pipeline["warehouse"])
     for name in ("stock_prices", "monthly_stock_prices", "stock_tickers", "raw_daily_bars"):

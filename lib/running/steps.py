@@ -943,6 +943,12 @@ class ForecastReport:
     metrics: pd.DataFrame  # this ds's forecast_metrics rows
     closes: pd.DataFrame  # symbol, date, close, security_id: the forecast series over the span and a little before
     seconds: float
+    # symbol, model, origin_date, horizon of the stored forecasts this ds's metrics scored (every model's, before the
+    # common set is taken): a daily run scores earlier runs' forecasts, so its own rows are not what it scored
+    scored: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    # the stored forecasts of the last origin's securities whose origin lies in closes' days: what the figure draws
+    # (a daily run's own forecasts all lie ahead of the closes)
+    recent: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
     def beats_naive(self) -> pd.DataFrame:
         """model, horizon, skill_vs_naive for the models whose MAE is below naive's."""
@@ -1025,16 +1031,23 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
 
     stored = catalog.read_table(spark, config, "forecasts")
     scored_from = config.ds - dt.timedelta(days=FORECAST_SCORE_DAYS)
-    scores = forecast.metrics(
-        stored.filter((F.col("target_date") <= F.lit(config.ds)) & (F.col("origin_date") > F.lit(scored_from)))
-    ).withColumn("ds", F.lit(config.ds))
+    to_score = stored.filter((F.col("target_date") <= F.lit(config.ds)) & (F.col("origin_date") > F.lit(scored_from)))
+    scores = forecast.metrics(to_score).withColumn("ds", F.lit(config.ds))
     catalog.replace_rows(spark, config, "forecast_metrics", scores, "ds", config.ds, config.ds)
     written = stored.filter(F.col("origin_date").between(F.lit(config.start_ds), F.lit(config.ds)))
+    drawn_from = config.start_ds - dt.timedelta(days=45)
+    last_chosen = by_day.get(origins[-1], []) if origins else []
     closes = (
-        series.filter(F.col("date").between(F.lit(config.start_ds - dt.timedelta(days=45)), F.lit(config.ds)))
-        .filter(F.col("security_id").isin(by_day.get(origins[-1], []) if origins else []))
+        series.filter(F.col("date").between(F.lit(drawn_from), F.lit(config.ds)))
+        .filter(F.col("security_id").isin(last_chosen))
         .select("symbol", "date", "close", "security_id")
         .orderBy("symbol", "date")
+        .toPandas()
+    )
+    recent = (
+        stored.withColumn("security_id", _security_of_bar())
+        .filter(F.col("origin_date").between(F.lit(drawn_from), F.lit(config.ds)) & F.col("security_id").isin(last_chosen))
+        .orderBy("symbol", "model", "origin_date", "horizon")
         .toPandas()
     )
     report = ForecastReport(
@@ -1045,6 +1058,9 @@ def run_forecast(spark: SparkSession, config: RunConfig) -> ForecastReport:
         .toPandas(),
         closes=closes,
         seconds=time.monotonic() - started,
+        scored=to_score.filter(F.col("actual_close").isNotNull()).select("symbol", "model", "origin_date", "horizon")
+        .toPandas(),
+        recent=recent,
     )
     series.unpersist()
     return report
