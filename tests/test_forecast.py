@@ -47,6 +47,32 @@ def test_a_forecast_reads_no_bar_after_its_origin(spark):
         pd.testing.assert_frame_equal(seen.reset_index(drop=True), blind.reset_index(drop=True), rtol=1e-12)
 
 
+@pytest.mark.parametrize("constant", [None, "feature", "label"])
+def test_the_linear_model_is_spark_mllibs_linear_regression(spark, constant):
+    """forecast.fit_ridge solves on the driver what Spark MLlib's LinearRegression(regParam=REG_PARAM,
+    solver="normal") fits: the same coefficients and intercept on the same samples, including a constant feature
+    (Spark gives it 0) and a constant label (the intercept alone)."""
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.regression import LinearRegression
+
+    rng = np.random.default_rng(7)
+    n, columns = 400, [f"x{i}" for i in range(6)]
+    features = rng.normal(0.0, [0.01, 0.03, 0.1, 0.02, 15.0, 1.4], (n, 6)) + [0.0, 0.001, 0.0, 0.02, 50.0, 3.0]
+    label = features @ [0.3, -0.1, 0.05, 0.8, 0.0002, 0.001] + rng.normal(0.0, 0.01, n)
+    if constant == "feature":
+        features[:, 5] = 3.0
+    if constant == "label":
+        label[:] = 0.004
+    frame = pd.DataFrame(features, columns=columns).assign(label=label)
+    assembled = VectorAssembler(inputCols=columns, outputCol="features").transform(spark.createDataFrame(frame))
+    spark_model = LinearRegression(regParam=forecast.REG_PARAM, solver="normal").fit(assembled)
+    coefficients, intercept = forecast.fit_ridge(features, label)
+    np.testing.assert_allclose(coefficients, spark_model.coefficients.toArray(), rtol=1e-7, atol=1e-12)
+    assert intercept == pytest.approx(spark_model.intercept, rel=1e-7, abs=1e-12)
+    if constant == "feature":
+        assert coefficients[5] == 0.0
+
+
 def test_target_dates_are_trading_days_after_the_origin():
     rows = forecast.target_dates([D(2024, 3, 27)], 3)  # Good Friday 2024-03-29 is closed
     assert rows == [(D(2024, 3, 27), 1, D(2024, 3, 28)), (D(2024, 3, 27), 2, D(2024, 4, 1)), (D(2024, 3, 27), 3, D(2024, 4, 2))]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -66,23 +67,50 @@ def target_dates(origins: list[dt.date], horizon_days: int) -> list[tuple[dt.dat
     return rows
 
 
-def _training_samples(bars: DataFrame, horizon_days: int, cutoff: dt.date) -> DataFrame:
-    """Samples (features at s, label = mean daily log return from s to s + h bars) with the target on or before cutoff."""
-    by_date = Window.partitionBy(series_key(bars)).orderBy("date")
-    start = cutoff - dt.timedelta(days=365 * TRAINING_YEARS)
+def _training_samples(bars: DataFrame, horizon_days: int, cutoffs: list[dt.date]) -> DataFrame:
+    """Samples (key, date, target_date, FEATURES, label = mean daily log return from a bar to the bar h later) that
+    some cutoff of `cutoffs` may learn from: a target on or before the last cutoff, a bar no older than TRAINING_YEARS
+    before the first. Which cutoff learns from which sample is for the caller (_fit_ridge's mask)."""
+    key = series_key(bars)
+    by_date = Window.partitionBy(key).orderBy("date")
+    start, end = min(cutoffs) - dt.timedelta(days=365 * TRAINING_YEARS), max(cutoffs)
     samples = []
     for h in range(1, horizon_days + 1):
         labelled = bars.select(
-            "*",
+            key,
+            "date",
+            *[c for c in FEATURES if c != "horizon"],
             F.lit(h).alias("horizon"),
             F.lead("date", h).over(by_date).alias("target_date"),
             ((F.log(F.lead("close", h).over(by_date)) - F.log("close")) / h).alias("label"),
         )
-        samples.append(labelled.filter((F.col("target_date") <= F.lit(cutoff)) & (F.col("date") >= F.lit(start))))
+        samples.append(labelled.filter((F.col("target_date") <= F.lit(end)) & (F.col("date") >= F.lit(start))))
     result = samples[0]
     for more in samples[1:]:
         result = result.unionByName(more)
     return result.dropna(subset=[*FEATURES, "label"])
+
+
+def fit_ridge(features: np.ndarray, label: np.ndarray, reg_param: float = REG_PARAM) -> tuple[np.ndarray, float]:
+    """(coefficients, intercept) of Spark MLlib's LinearRegression(regParam=reg_param, solver="normal") with its
+    defaults (an intercept, standardization, elasticNetParam 0), in closed form on the driver: Spark's
+    WeightedLeastSquares minimizes 1/2n sum (a.x + z - b)^2 + (lambda / delta) 1/2 sum (sigma_j x_j)^2 with
+    sigma_j the population std of feature j and delta the label's, whose solution is
+    (cov(A) + lambda / delta diag(sigma^2)) x = cov(A, b), z = mean(b) - mean(A).x. A constant feature gets 0, a
+    constant label the intercept alone, as Spark does. tests/test_forecast.py checks it against Spark's fit."""
+    a_mean, b_mean = features.mean(axis=0), float(label.mean())
+    centered, b_centered = features - a_mean, label - b_mean
+    n = len(label)
+    sigma = np.sqrt((centered * centered).sum(axis=0) / n)
+    delta = float(np.sqrt((b_centered * b_centered).sum() / n))
+    coefficients = np.zeros(features.shape[1])
+    if delta == 0.0:
+        return coefficients, b_mean
+    used = sigma > 0
+    a = centered[:, used]
+    gram = a.T @ a / n + np.diag(reg_param / delta * sigma[used] ** 2)
+    coefficients[used] = np.linalg.solve(gram, a.T @ b_centered / n)
+    return coefficients, b_mean - float(a_mean @ coefficients)
 
 
 def walk_forward(
@@ -103,10 +131,11 @@ def walk_forward(
     series); `trainers` maps a model cutoff (model_cutoff) to the series (their keys) whose samples the linear model
     of that cutoff learns from (default: every series). Both must be functions of the origin alone for a forecast
     not to depend on the span.
-    """
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.regression import LinearRegression
 
+    The linear models of every cutoff learn from one collected set of samples (one Spark job: a few securities'
+    years of bars), each solved on the driver by fit_ridge, Spark MLlib's own formula; the forecasts are then
+    scored in Spark with each month's coefficients.
+    """
     key, names = series_key(series), carried(series)
     bars = features(series).cache()
     origins = trading_days(start, end)
@@ -125,26 +154,43 @@ def walk_forward(
         (F.col("close") + F.col("drift_per_day") * F.col("horizon")).alias("predicted_close"), *names[1:],
     )  # fmt: skip
 
-    assembler = VectorAssembler(inputCols=list(FEATURES), outputCol="features")
-    linear_parts = []
-    for cutoff in sorted({model_cutoff(origin) for origin in origins}):
-        learners = bars if trainers is None else bars.filter(F.col(key).isin(list(trainers.get(cutoff, ()))))
-        training = _training_samples(learners, horizon_days, cutoff)
-        if training.limit(2).count() < 2:
+    cutoffs = sorted({model_cutoff(origin) for origin in origins})
+    learners = bars
+    if trainers is not None:
+        learners = bars.filter(F.col(key).isin(sorted({k for c in cutoffs for k in trainers.get(c, ())})))
+    samples = (
+        _training_samples(learners, horizon_days, cutoffs)
+        .toPandas()
+        .sort_values([key, "date", "horizon"], kind="stable")  # one order whatever the span: the same sums
+        .reset_index(drop=True)
+    )
+    months = []
+    for cutoff in cutoffs:
+        mask = (samples["target_date"] <= cutoff) & (samples["date"] >= cutoff - dt.timedelta(days=365 * TRAINING_YEARS))
+        if trainers is not None:
+            mask &= samples[key].isin(list(trainers.get(cutoff, ())))
+        if mask.sum() < 2:
             continue
-        # The normal-equation solver is deterministic: the same samples give the same coefficients.
-        model = LinearRegression(featuresCol="features", labelCol="label", regParam=REG_PARAM, solver="normal").fit(
-            assembler.transform(training)
-        )
-        month = grid.filter(F.last_day("origin_date") == F.last_day(F.lit(cutoff + dt.timedelta(days=1))))
-        scored = model.transform(assembler.transform(month.dropna(subset=list(FEATURES))))
-        linear_parts.append(scored.select(
-            "symbol", F.lit("linear").alias("model"), "origin_date", "target_date", "horizon",
-            (F.col("close") * F.exp(F.col("prediction") * F.col("horizon"))).alias("predicted_close"), *names[1:],
-        ))  # fmt: skip
+        coefficients, intercept = fit_ridge(samples.loc[mask, list(FEATURES)].to_numpy(float),
+                                            samples.loc[mask, "label"].to_numpy(float))  # fmt: skip
+        months.append((cutoff + dt.timedelta(days=1), float(intercept), *map(float, coefficients)))
     result = naive.unionByName(drift)
-    for part in linear_parts:
-        result = result.unionByName(part)
+    if months:
+        model = spark.createDataFrame(months, "model_month date, intercept double, "
+                                      + ", ".join(f"coef_{f} double" for f in FEATURES))  # fmt: skip
+        prediction = F.col("intercept")
+        for feature in FEATURES:
+            prediction = prediction + F.col(f"coef_{feature}") * F.col(feature)
+        linear = (
+            grid.dropna(subset=list(FEATURES))
+            .withColumn("model_month", F.trunc("origin_date", "month"))
+            .join(F.broadcast(model), "model_month")
+            .select(
+                "symbol", F.lit("linear").alias("model"), "origin_date", "target_date", "horizon",
+                (F.col("close") * F.exp(prediction * F.col("horizon"))).alias("predicted_close"), *names[1:],
+            )
+        )  # fmt: skip
+        result = result.unionByName(linear)
     return result
 
 
