@@ -540,10 +540,26 @@ def replace_rows(
     and, where a data file holds rows on both sides of the range (a range run's file, replaced for one of its days),
     the span of the files it touches (`_whole_file_range`).
     """
+    refusal = f"refusing to write {name}: rows with {column} outside {start}..{end}"
+    # The range is checked by the write's own job (a row outside fails its task, so nothing commits), not by a job of
+    # its own that would compute the frame once more.
     conformed = conform(df, name)
-    outside = conformed.filter(~_between(column, start, end) | F.col(column).isNull()).limit(1).count()
-    if outside:
-        raise ValueError(f"refusing to write {name}: rows with {column} outside {start}..{end}")
+    conformed = conformed.withColumn(column, F.when(_between(column, start, end), F.col(column))
+                                     .otherwise(F.raise_error(F.lit(f"{_REFUSED} {refusal}"))))  # fmt: skip
+    try:
+        _replace_rows(spark, config, name, conformed, column, start, end)
+    except Exception as exc:
+        if _REFUSED in str(exc) or _REFUSED in _java_error_text(exc):
+            raise ValueError(refusal) from None
+        raise
+
+
+# Marks the error a row outside a replace_rows range raises inside the write.
+_REFUSED = "[replace_rows]"
+
+
+def _replace_rows(spark: SparkSession, config: RunConfig, name: str, conformed: DataFrame, column: str,
+                  start: dt.date, end: dt.date) -> None:  # fmt: skip
     target = _write_identifier(conformed.sparkSession, config, name)
     latest = lambda: _current_snapshot(spark, target)  # noqa: E731 - read only when a write still conflicts
     if MONTH_PARTITIONED.get(name) == column:
