@@ -571,6 +571,13 @@ def _replace_rows(spark: SparkSession, config: RunConfig, name: str, conformed: 
     def write() -> None:
         from py4j.protocol import Py4JJavaError  # pyspark's own dependency; the JVM's errors arrive as these
 
+        if PARTITIONING.get(name) is None:
+            # An unpartitioned table's files span whatever range wrote them (a range run's forecasts, a day's refill
+            # of earlier origins): find the files' span first rather than compute and write the frame for a commit
+            # that would fail on a partial delete, then again.
+            _replace_carrying(spark, config, name, target, conformed, column, (start, end),
+                              _whole_file_range(spark, target, column, start, end))  # fmt: skip
+            return
         try:
             conformed.writeTo(target).overwrite(_between(column, start, end))
         except Py4JJavaError as exc:
