@@ -70,7 +70,7 @@ def target_dates(origins: list[dt.date], horizon_days: int) -> list[tuple[dt.dat
 def _training_samples(bars: DataFrame, horizon_days: int, cutoffs: list[dt.date]) -> DataFrame:
     """Samples (key, date, target_date, FEATURES, label = mean daily log return from a bar to the bar h later) that
     some cutoff of `cutoffs` may learn from: a target on or before the last cutoff, a bar no older than TRAINING_YEARS
-    before the first. Which cutoff learns from which sample is for the caller (_fit_ridge's mask)."""
+    before the first. Which cutoff learns from which sample is for the caller (walk_forward's mask per cutoff)."""
     key = series_key(bars)
     by_date = Window.partitionBy(key).orderBy("date")
     start, end = min(cutoffs) - dt.timedelta(days=365 * TRAINING_YEARS), max(cutoffs)

@@ -549,7 +549,7 @@ def replace_rows(
     try:
         _replace_rows(spark, config, name, conformed, column, start, end)
     except Exception as exc:
-        if _REFUSED in str(exc) or _REFUSED in _java_error_text(exc):
+        if _REFUSED in _java_error_text(exc):  # the message, and the Java causes' below it
             raise ValueError(refusal) from None
         raise
 
