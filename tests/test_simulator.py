@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from lib.core.trading_days import today_new_york, trading_days
-from lib.simulator import SimulatorError, SimulatorProcess, bar, bars_for_day, listing_dates, universe
+from lib.simulator import SimulatorError, SimulatorProcess, bar, bars_for_day, corporate_actions, listing_dates, universe
 from lib.simulator.data import RANGE_KEYS, Market, columns_to_bars
 from lib.simulator.encode import bars_json, range_bars_json, ticker_prefixes
 from lib.simulator.faults import Defects
@@ -345,3 +345,32 @@ def test_faults_and_defects_are_served_when_asked():
         assert next(b for b in grouped["results"] if b["T"] == other)["c"] is None
         swapped = requests.get(f"{defective.base_url}/v1/open-close/{ticker}/2024-03-27", headers=headers, timeout=10).json()
         assert swapped["high"] < swapped["low"]
+
+
+def test_a_halt_leaves_no_bar_and_a_late_split_is_published_after_its_ex_date():
+    """halt:T:FROM..TO serves no bar of T on those sessions (grouped, range, open-close) and the rest unchanged;
+    --late-actions T:DAY lists T's actions with an earlier ex-date only from DAY on (a vendor publishing late)."""
+    ticker, other = (r["ticker"] for r in universe(TICKERS, SEED)[:2])
+    halt = trading_days(dt.date(2024, 3, 4), dt.date(2024, 3, 22))
+    split = next(a for a in corporate_actions(TICKERS, SEED)
+                 if a["action_type"] == "split" and dt.date(2010, 1, 1) < dt.date.fromisoformat(str(a["ex_date"])))
+    ex_date = dt.date.fromisoformat(str(split["ex_date"]))
+    published = ex_date + dt.timedelta(days=6)
+    options = {"defects": f"halt:{ticker}:{halt[0]}..{halt[-1]}", "late_actions": f"{split['ticker']}:{published}"}
+
+    def split_ids(as_of: dt.date) -> set[str]:
+        with SimulatorProcess(tickers=TICKERS, seed=SEED, api_key=KEY, as_of=as_of, **options) as vendor:
+            listed = get(vendor, "/stocks/v1/splits", ticker=split["ticker"], limit=100).json()["results"]
+        return {s["id"] for s in listed}
+
+    with SimulatorProcess(tickers=TICKERS, seed=SEED, api_key=KEY, **options) as halted:
+        client = polygon.RESTClient(api_key=KEY, base=halted.base_url, retries=0)
+        for day in (halt[0], halt[-1]):
+            grouped = {b.ticker: b.close for b in client.get_grouped_daily_aggs(day.isoformat())}
+            assert ticker not in grouped and grouped[other] == bar(other, day, TICKERS, SEED)["c"]
+            assert get(halted, f"/v1/open-close/{ticker}/{day}").status_code == 404
+        days = [dt.datetime.fromtimestamp(a.timestamp / 1000, dt.UTC).date()  # midnight in New York: the same day
+                for a in client.list_aggs(ticker, 1, "day", "2024-02-26", "2024-03-29")]  # fmt: skip
+        assert days == [d for d in trading_days(dt.date(2024, 2, 26), dt.date(2024, 3, 29)) if d not in halt]
+    assert split["id"] not in split_ids(published - dt.timedelta(days=1))  # after its ex-date, not yet published
+    assert split["id"] in split_ids(published)

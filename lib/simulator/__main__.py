@@ -9,7 +9,7 @@ import sys
 
 from lib.core.api_key import env_api_key
 from lib.core.errors import ApiKeyConflictError
-from lib.simulator.faults import DEFECT_KINDS, FAULT_KINDS, Defects, FaultSettings
+from lib.simulator.faults import DEFECT_KINDS, FAULT_KINDS, Defects, FaultSettings, parse_late_actions
 from lib.simulator.feed import FeedSettings
 from lib.simulator.server import ServerSettings, run
 
@@ -45,7 +45,12 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
     faults.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws (default: random)")
     faults.add_argument(
         "--defects", default="",
-        help=f"defective bars KIND:TICKER:YYYY-MM-DD, comma-separated; KIND one of {','.join(DEFECT_KINDS)}",
+        help=f"defective bars KIND:TICKER:YYYY-MM-DD or KIND:TICKER:FROM..TO, comma-separated; KIND one of "
+        f"{','.join(DEFECT_KINDS)} (halt: no bar, trading halted those days)",
+    )
+    faults.add_argument(
+        "--late-actions", default="", metavar="TICKER:YYYY-MM-DD,...",
+        help="splits and dividends of TICKER with an ex-date before the day are published only on that day (late)",
     )
     feed = parser.add_argument_group("websocket feed at /stocks (Massive's real-time protocol, minute aggregates AM)")
     feed.add_argument("--feed-day", default=None, metavar="YYYY-MM-DD",
@@ -79,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
             seed=args.fault_seed,
         )
         defects = Defects.parse(args.defects)
+        late_actions = parse_late_actions(args.late_actions)
         feed_settings = FeedSettings(
             day=dt.date.fromisoformat(args.feed_day) if args.feed_day else None,
             minutes_per_second=args.feed_minutes_per_second,
@@ -100,6 +106,7 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
         api_key=api_key,
         faults=fault_settings,
         defects=defects,
+        late_actions=late_actions,
         as_of=as_of,
         feed=feed_settings,
     )

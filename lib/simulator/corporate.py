@@ -2,7 +2,8 @@
 deprecated /v3/reference/splits and /v3/reference/dividends, with their shapes, filters, sorting and paging.
 
 The records come from `lib.simulator.data.action_records`; an action is listed from the day it is announced (a split
-30 days before its execution date, a dividend on its declaration date), as of the simulator's today.
+30 days before its execution date, a dividend on its declaration date), as of the simulator's today; `--late-actions`
+holds a ticker's back until a day after their ex-date, as a vendor that publishes late does.
 """
 
 from __future__ import annotations
@@ -57,9 +58,16 @@ def _adjustment_type(split_from: float, split_to: float) -> str:
     return "reverse_split" if split_from > split_to else "forward_split"
 
 
-def served_records(endpoint: Endpoint, n: int, seed: int, today: dt.date) -> list[dict]:
-    """The endpoint's records as the API lists them on `today`, in (ticker, date) order."""
-    actions = [r for r in action_records(n, seed) if r["announced"] <= today]
+def served_records(endpoint: Endpoint, n: int, seed: int, today: dt.date, late: dict | None = None) -> list[dict]:
+    """The endpoint's records as the API lists them on `today`, in (ticker, date) order. `late` (ticker -> day) holds
+    back a ticker's actions whose ex-date is before that day until that day: a vendor that publishes them late."""
+    late = late or {}
+
+    def listed(record: dict) -> dt.date:
+        held = late.get(record["ticker"])
+        return max(record["announced"], held) if held is not None and record["ex_date"] < held else record["announced"]
+
+    actions = [r for r in action_records(n, seed) if listed(r) <= today]
     splits_of: dict[str, list[dict]] = {}
     for record in actions:
         if record["action_type"] == "split":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import os
 import random
@@ -13,7 +14,7 @@ import struct
 from aiohttp import web
 
 FAULT_KINDS = ("429", "500", "502", "503", "504", "reset", "malformed", "truncated", "slow", "repeat")
-DEFECT_KINDS = ("dup", "null_close", "high_low", "neg_volume", "price_spike", "volume_spike")
+DEFECT_KINDS = ("dup", "null_close", "high_low", "neg_volume", "price_spike", "volume_spike", "halt")
 PRICE_SPIKE = 1.3  # price_spike: the close (and the high, to stay above it) times this, a bad print
 VOLUME_SPIKE = 20.0  # volume_spike: the volume times this
 RATE_LIMIT_MESSAGE = (
@@ -47,13 +48,17 @@ class FaultSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Defects:
-    """Defective bars served on purpose: {(ticker, 'YYYY-MM-DD'): (kind, ...)} with kinds from DEFECT_KINDS."""
+    """Defective bars served on purpose: {(ticker, 'YYYY-MM-DD'): (kind, ...)} with kinds from DEFECT_KINDS.
+
+    `halt` is a market event rather than a bad print: trading in the ticker is halted that day, so it has no bar (the
+    grouped day leaves it out, its range aggregates skip the day, open-close answers 404), as Massive serves a halt."""
 
     cells: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def parse(cls, spec: str | None) -> Defects:
-        """'dup:AAPL:2024-03-28,null_close:MSFT:2024-03-28' -> Defects."""
+        """'dup:AAPL:2024-03-28,null_close:MSFT:2024-03-28,halt:IBM:2024-04-01..2024-04-26' -> Defects (a FROM..TO
+        span, both ends included, puts the kind on every day of it)."""
         cells: dict[tuple[str, str], tuple[str, ...]] = {}
         for item in (spec or "").split(","):
             item = item.strip()
@@ -62,10 +67,12 @@ class Defects:
             parts = item.split(":")
             if len(parts) != 3 or parts[0] not in DEFECT_KINDS:
                 raise ValueError(
-                    f"a defect is KIND:TICKER:YYYY-MM-DD with KIND one of {', '.join(DEFECT_KINDS)}; got '{item}'"
+                    f"a defect is KIND:TICKER:YYYY-MM-DD or KIND:TICKER:YYYY-MM-DD..YYYY-MM-DD with KIND one of "
+                    f"{', '.join(DEFECT_KINDS)}; got '{item}'"
                 )
-            kind, ticker, day = parts
-            cells[(ticker, day)] = cells.get((ticker, day), ()) + (kind,)
+            kind, ticker, days = parts
+            for day in _days(days, item):
+                cells[(ticker, day)] = cells.get((ticker, day), ()) + (kind,)
         return cls(cells)
 
     def __bool__(self) -> bool:
@@ -93,12 +100,17 @@ class Defects:
             bar[close] = None
         return bar
 
+    def halted(self, ticker: str, day: str) -> bool:
+        return "halt" in self.cells.get((ticker, day), ())
+
     def _expand(self, bars: list[dict], key_of) -> list[dict]:
         out = []
         for bar in bars:
             kinds = self.cells.get(key_of(bar))
             if not kinds:
                 out.append(bar)
+                continue
+            if "halt" in kinds:
                 continue
             damaged = self._damage(bar, kinds)
             out.append(damaged)
@@ -122,6 +134,33 @@ class Defects:
         kinds = self.cells.get((ticker, day))
         if kinds:
             payload.update(self._damage(payload, kinds, close="close", high="high", low="low", volume="volume"))
+
+
+def _days(text: str, item: str) -> list[str]:
+    """The ISO days of 'YYYY-MM-DD' or 'YYYY-MM-DD..YYYY-MM-DD' (both ends included)."""
+    first, _, last = text.partition("..")
+    try:
+        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last or first)
+    except ValueError:
+        raise ValueError(f"a defect's day is YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD; got '{item}'") from None
+    if end < start:
+        raise ValueError(f"a defect's span ends before it starts; got '{item}'")
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def parse_late_actions(spec: str | None) -> dict[str, dt.date]:
+    """'ZII:2024-05-07,ABC:2024-06-03' -> {ticker: the day its late splits and dividends are first listed}."""
+    late: dict[str, dt.date] = {}
+    for item in (spec or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        ticker, _, day = item.partition(":")
+        try:
+            late[ticker] = dt.date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"a late action is TICKER:YYYY-MM-DD (the day its vendor publishes it); got '{item}'") from None
+    return late
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:

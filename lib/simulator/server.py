@@ -48,6 +48,8 @@ class ServerSettings:
     faults: FaultSettings = dataclasses.field(default_factory=FaultSettings)
     defects: Defects = dataclasses.field(default_factory=Defects)
     as_of: dt.date | None = None  # the simulator's today (bars, listings, actions, adjusted=true); None: the real today
+    # ticker -> the day a vendor publishes, late, its splits and dividends whose ex-date is before that day
+    late_actions: dict = dataclasses.field(default_factory=dict)
     feed: FeedSettings = dataclasses.field(default_factory=FeedSettings)  # the websocket feed at /stocks
 
 
@@ -429,7 +431,7 @@ class Simulator:
         listing = None if g is None else self.market.universe.holder(ticker, g)
         as_of_g = self._last_session() if adjusted else None
         cell = None if listing is None else self.market.cell(listing.tid, g, adjusted_as_of=as_of_g)
-        if cell is None:
+        if cell is None or self.defects.halted(ticker, text):
             return not_found()
         payload = {
             "status": "OK",
@@ -470,7 +472,8 @@ class Simulator:
             today = self.today()
             if today not in cache:
                 cache.clear()
-                cache[today] = corporate.served_records(endpoint, self.settings.tickers, self.settings.seed, today)
+                cache[today] = corporate.served_records(endpoint, self.settings.tickers, self.settings.seed, today,
+                                                         late=self.settings.late_actions)
             try:
                 chosen = corporate.select(endpoint, cache[today], filters)
             except corporate.QueryError as exc:
