@@ -218,11 +218,16 @@ def test_a_warehouse_with_day_partitions_moves_to_month_partitions_and_reads_the
     days = [dt.date(2024, 3, d) for d in (26, 27, 28)]
     old = spark.createDataFrame([_price(s, d, 10.0 + i) for i, d in enumerate(days) for s in ("AAA", "BBB")], PRICES_SCHEMA)
     old.writeTo(table).append()
+    indicators = catalog.SCHEMAS["technical_indicators"]
+    spark.sql(f"CREATE TABLE {config.table('technical_indicators')} "
+              f"({', '.join(f'`{f.name}` {f.dataType.simpleString()}' for f in indicators.fields)}) "
+              "USING iceberg PARTITIONED BY (date)")  # fmt: skip
     assert table_layout(config, "stock_prices")[0] == [("date", "identity")]
 
     catalog.ensure_tables(spark, config)
 
     assert table_layout(config, "stock_prices")[0] == [("date", "month")]
+    assert table_layout(config, "technical_indicators")[0] == [("date", "month")]
     assert_df_equality(catalog.read_table(spark, config, "stock_prices").drop("security_id"), old, ignore_row_order=True)
     rerun = spark.createDataFrame([_price("AAA", days[1], 99.0)], PRICES_SCHEMA)
     catalog.replace_rows(spark, config, "stock_prices", rerun, "date", days[1], days[1])

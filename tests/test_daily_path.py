@@ -138,8 +138,8 @@ def test_daily_runs_score_their_forecasts(spark, warehouses):
     trade, nothing to score); and the last day's metrics count the scored ones."""
     forecasts = _frame(spark, warehouses, "eq_daily", "forecasts")
     bars = _frame(spark, warehouses, "eq_daily", "stock_prices")[["symbol", "date"]].rename(columns={"date": "target_date"})
-    traded = forecasts.merge(bars.assign(traded=True), on=["symbol", "target_date"], how="left")["traded"].fillna(False)
-    held = (forecasts["target_date"] <= LAST) & traded.astype(bool)
+    traded = forecasts.merge(bars.assign(traded=True), on=["symbol", "target_date"], how="left")["traded"].notna()
+    held = (forecasts["target_date"] <= LAST) & traded
     assert forecasts.loc[held, "actual_close"].notna().all()
     assert forecasts.loc[~held, "actual_close"].isna().all()
     in_halt = (forecasts["symbol"] == HALTED) & forecasts["target_date"].between(*HALT)

@@ -175,9 +175,8 @@ PARTITIONING = {
     # Tens of thousands of rows over decades: one unpartitioned table, merged by id, read whole or by symbol.
     "corporate_actions": None,
     "trend_summary": "ds",
-    # By day still: pyiceberg (0.12) appends to a months() partition only with the pyiceberg-core extension, and users
-    # and tests append to this table through pyiceberg.
-    "technical_indicators": "date",
+    # By month too (pyiceberg appends to a months() partition through the pyiceberg-core extension, a dependency).
+    "technical_indicators": "months(date)",
     # Few rows a day: unpartitioned, replaced by date range (anomalies) or origin range (forecasts).
     "anomalies": None,
     "forecasts": None,
