@@ -2,8 +2,8 @@
 deprecated /v3/reference/splits and /v3/reference/dividends, with their shapes, filters, sorting and paging.
 
 The records come from `lib.simulator.data.action_records`; an action is listed from the day it is announced (a split
-30 days before its execution date, a dividend on its declaration date), as of the simulator's today; `--late-actions`
-holds a ticker's back until a day after their ex-date, as a vendor that publishes late does.
+30 days before its execution date, a dividend on its declaration date), as of the simulator's today. `--late-actions`
+holds a ticker's actions back until a day after their ex-date, as a vendor that publishes late does.
 """
 
 from __future__ import annotations
