@@ -149,6 +149,13 @@ def bare_write(tickers: int, root: Path) -> float:
     return time.monotonic() - started
 
 
+def _print_notebooks(measured: Measured) -> None:
+    """Each notebook's line of the runner's summary ("<ds> <notebook> ok in <s>s", or FAILED), indented."""
+    for line in measured.output.splitlines():
+        if " ok in " in line or "FAILED" in line:
+            print(f"    {line.strip()}")
+
+
 def _verdict(ok: bool) -> str:
     return "meets" if ok else "MISSES"
 
@@ -161,9 +168,7 @@ def daily_and_year(size: Size, root: Path) -> None:
     print(f"  year {YEAR[0]}..{YEAR[1]}, all notebooks, one range run: {year.seconds:7.1f} s, peak {year.peak_rss_gib:.1f} GiB"
           f" (~{bars:,} bars; {_verdict(year.seconds <= YEAR_LIMIT_S)} the {YEAR_LIMIT_S:.0f} s target, "
           f"{_verdict(year.seconds <= YEAR_TARGET_S)} the {YEAR_TARGET_S:.0f} s goal)")  # fmt: skip
-    for line in year.output.splitlines():
-        if " ok in " in line or "FAILED" in line:
-            print(f"    {line.strip()}")
+    _print_notebooks(year)
     print(f"    files per table: {_files_line(files_per_table(warehouse))}")
     shutil.copytree(warehouse, root / "baseline_wh")
     day_args = ["--start-ds", str(NEXT_DAY), "--ds", str(NEXT_DAY)]  # the params file's start_ds is another span's
@@ -176,9 +181,7 @@ def daily_and_year(size: Size, root: Path) -> None:
     bare = bare_write(size.tickers, root)
     print(f"  next day {NEXT_DAY}, all notebooks, one kernel:      {day.seconds:7.1f} s, peak {day.peak_rss_gib:.1f} GiB"
           f" ({_verdict(day.seconds <= DAILY_TARGET_S)} the {DAILY_TARGET_S:.0f} s target)")  # fmt: skip
-    for line in day.output.splitlines():
-        if " ok in " in line or "FAILED" in line:
-            print(f"    {line.strip()}")
+    _print_notebooks(day)
     print(f"  a bare Spark write of the same day's {size.tickers:,} bars (new process, one append): {bare:7.1f} s; "
           f"the day is {day.seconds / bare:.1f}x it (goal 3x)")  # fmt: skip
     print(f"  the same day, a kernel per notebook (baseline): {baseline.seconds:7.1f} s, peak {baseline.peak_rss_gib:.1f} GiB")
@@ -207,9 +210,7 @@ def default_run_year(root: Path) -> None:
                             int(params["simulator_tickers"])), "make run over a year")  # fmt: skip
     print(f"  make run over a year ({start}..{ds}, {sessions} sessions, {params['simulator_tickers']} tickers): "
           f"{run.seconds:7.1f} s ({_verdict(run.seconds <= DEFAULT_RUN_TARGET_S)} the {DEFAULT_RUN_TARGET_S:.0f} s target)")
-    for line in run.output.splitlines():
-        if " ok in " in line or "FAILED" in line:
-            print(f"    {line.strip()}")
+    _print_notebooks(run)
     shutil.rmtree(root / "default_wh", ignore_errors=True)
 
 

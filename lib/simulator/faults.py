@@ -51,7 +51,8 @@ class Defects:
     """Defective bars served on purpose: {(ticker, 'YYYY-MM-DD'): (kind, ...)} with kinds from DEFECT_KINDS.
 
     `halt` is a market event rather than a bad print: trading in the ticker is halted that day, so it has no bar (the
-    grouped day leaves it out, its range aggregates skip the day, open-close answers 404), as Massive serves a halt."""
+    grouped day leaves it out, its range aggregates skip the day, open-close answers 404), as Massive serves a halt.
+    Like every defect it edits the REST answers; the websocket feed plays its day as generated."""
 
     cells: dict = dataclasses.field(default_factory=dict)
 
